@@ -1,0 +1,95 @@
+// The agent's configuration: JSON with comments (.jsonc), validated against
+// declarative tables (agent/config_map.h). Every error names the file, the
+// JSON pointer and the line.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "buffer/buffer.h"
+#include "core/status.h"
+
+namespace vane {
+
+struct SimulatorConfig {
+  std::string model = "turbine";   // only "turbine" so far
+  int devices = 15;                // T-001 .. T-015
+  int interval_ms = 1000;          // per device; ignored when rate > 0
+  double rate = 0;                 // total readings/s across devices; 0: use interval_ms; <0 invalid
+  bool max_speed = false;          // "rate": "max": as fast as the pipeline accepts
+  std::uint64_t limit = 0;         // total readings, then the source finishes; 0 = endless
+  std::uint64_t seed = 1;
+  double faults = 0;               // fraction of readings with injected faults (0..1)
+};
+
+struct SourceConfig {
+  std::string name;
+  std::string type;        // "simulator" | "modbus_tcp" | "modbus_rtu" | "mqtt"
+  std::string schema;      // name in Config::schemas; empty: unchecked
+  std::string device_field;  // JSON name of the device id in the value
+  std::string pointer;     // JSON pointer of this source in the file, e.g. "/sources/0"
+  int line = 0;            // line of the source object in the file
+  SimulatorConfig simulator;  // when type == "simulator"
+  // Raw JSON text of the source object for drivers that parse their own table.
+  std::string raw;
+};
+
+struct KafkaConfig {
+  std::string brokers;                 // "embedded" or a bootstrap list
+  std::string topic = "telemetry";
+  std::string dead_letter_topic = "telemetry.dlq";
+  std::map<std::string, std::string> properties;  // passed through to librdkafka
+  int max_in_flight = 10000;           // rows handed to the producer and not yet acked
+  int shutdown_timeout_ms = 5000;      // bound on waiting for in-flight deliveries at stop
+};
+
+struct BufferConfig {
+  std::string path = "/var/lib/vane/buffer.db";
+  std::uint64_t max_bytes = 1ULL << 30;
+  Overflow overflow = Overflow::kDropOldest;
+  SyncLevel sync = SyncLevel::kNormal;
+};
+
+struct HttpConfig {
+  std::string listen = "127.0.0.1:9464";  // empty: disabled
+};
+
+struct Config {
+  std::string file;        // the config file as given
+  std::string gateway_id;
+  BufferConfig buffer;
+  KafkaConfig kafka;
+  std::map<std::string, std::string> schemas;  // name -> absolute path
+  std::vector<SourceConfig> sources;
+  HttpConfig http;
+};
+
+struct ConfigIssue {
+  std::string file;
+  std::string pointer;  // JSON pointer, "" for the whole document
+  int line = 0;         // 0 when unknown
+  std::string message;
+  bool warning = false;
+  // "file:line: /pointer: message" (parts that are unknown are left out).
+  std::string to_string() const;
+};
+
+struct ConfigLoad {
+  Config config;
+  std::vector<ConfigIssue> errors;
+  std::vector<ConfigIssue> warnings;
+  bool ok() const { return errors.empty(); }
+};
+
+// Reads and validates a config file. Relative paths (buffer.path, schema
+// files) resolve against the config file's directory. Collects every error
+// rather than stopping at the first one.
+ConfigLoad load_config(const std::string& path);
+// Same, from text (for tests); `file` names it in messages, `base_dir`
+// resolves relative paths.
+ConfigLoad parse_config(const std::string& text, const std::string& file,
+                        const std::string& base_dir);
+
+}  // namespace vane

@@ -1,0 +1,48 @@
+// Southbound sources (simulator, Modbus, MQTT) produce Readings into a
+// ReadingSink. The pipeline owns both sides.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/reading.h"
+#include "core/status.h"
+
+namespace vane {
+
+// Accepts readings from sources. Thread-safe: many sources submit at once.
+class ReadingSink {
+ public:
+  virtual ~ReadingSink() = default;
+  ReadingSink() = default;
+  ReadingSink(const ReadingSink&) = delete;
+  ReadingSink& operator=(const ReadingSink&) = delete;
+
+  // Hands one reading to the pipeline. Returns false when the pipeline is
+  // stopping; the reading is then counted as not accepted by the caller's
+  // policy. May wait a bounded time when ingestion is momentarily behind.
+  virtual bool submit(Reading&& r) = 0;
+};
+
+// A source's lifecycle: start, pause, resume, stop. Called from one control
+// thread; a source runs its own threads between start() and stop().
+// A paused source must not call submit(); drivers whose peer keeps sending
+// (MQTT) stop consuming while paused.
+class Source {
+ public:
+  virtual ~Source() = default;
+  Source() = default;
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
+
+  virtual const std::string& name() const = 0;
+  virtual Status start(ReadingSink& sink) = 0;
+  virtual void pause() = 0;
+  virtual void resume() = 0;
+  // Stops and joins; after it returns, the sink is no longer used.
+  virtual void stop() = 0;
+  // True once a finite source (simulator with a limit) has produced everything.
+  virtual bool finished() const { return false; }
+};
+
+}  // namespace vane

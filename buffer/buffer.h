@@ -1,0 +1,88 @@
+// The store-and-forward queue between ingestion and the uplink.
+//
+// Contract:
+//  * append() assigns each record the next per-gateway sequence number when it
+//    commits: strictly increasing, never reused (survives reopen, also after
+//    every row was deleted), gap-free except for rows the overflow policy
+//    dropped, which are counted.
+//  * A record leaves the buffer only through ack() (the uplink confirmed it) or
+//    the overflow policy (counted by reason).
+//  * claim() hands out rows not yet claimed, oldest first, and remembers them
+//    as in flight; release() makes in-flight rows claimable again (a failed
+//    send). Claims are memory-only: after reopen every row is claimable again.
+//  * drop_oldest never drops an in-flight row: those are with the uplink.
+//
+// Thread-safety: all methods may be called from any thread; an implementation
+// serialises them internally. The buffer knows nothing of Kafka.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace vane {
+
+enum class Stream : std::uint8_t { kTelemetry = 0, kDeadLetter = 1 };
+
+enum class Overflow { kDropOldest, kDropNewest };
+enum class SyncLevel { kOff, kNormal, kFull };
+
+// A record as it will be sent: the serialized Kafka value plus what the
+// headers and key need.
+struct Record {
+  Stream stream = Stream::kTelemetry;
+  std::string key;      // device id
+  std::int64_t ts_us = 0;  // reading time, µs since epoch (UTC)
+  std::string source;
+  std::string schema;
+  std::string value;    // serialized message value
+  std::string error;    // dead letters: why it was rejected
+};
+
+struct StoredRecord {
+  std::uint64_t seq = 0;
+  Record rec;
+};
+
+struct AppendResult {
+  std::uint64_t first_seq = 0;  // 0 when nothing was appended
+  std::uint64_t last_seq = 0;
+  std::size_t appended = 0;
+  std::size_t dropped_newest = 0;  // incoming records refused (never got a seq)
+  std::size_t dropped_oldest = 0;  // stored records deleted to make room
+};
+
+struct BufferStats {
+  std::uint64_t rows = 0;
+  std::uint64_t bytes = 0;          // logical size of buffered rows (what max_bytes caps)
+  std::uint64_t in_flight = 0;
+  std::uint64_t next_seq = 1;
+  std::int64_t oldest_ts_us = 0;    // 0 when empty
+  std::uint64_t oldest_seq = 0;     // 0 when empty
+  std::uint64_t dropped_oldest_total = 0;  // since open
+  std::uint64_t dropped_newest_total = 0;  // since open
+  std::uint64_t file_bytes = 0;     // database + WAL on disk
+};
+
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  // Appends all records in one transaction, applying the overflow policy.
+  virtual Result<AppendResult> append(std::span<Record> records) = 0;
+  // Up to max_rows claimable rows, oldest first (released rows before new ones).
+  virtual Status claim(std::size_t max_rows, std::vector<StoredRecord>& out) = 0;
+  // Deletes acknowledged rows; unknown seqs are ignored.
+  virtual Status ack(std::span<const std::uint64_t> seqs) = 0;
+  // Returns in-flight rows to the claimable set.
+  virtual void release(std::span<const std::uint64_t> seqs) = 0;
+  virtual BufferStats stats() = 0;
+};
+
+}  // namespace vane
