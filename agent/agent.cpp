@@ -1,0 +1,246 @@
+#include "agent.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <memory>
+
+#include "buffer/sqlite_buffer.h"
+#include "config.h"
+#include "forwarder.h"
+#include "kafka_uplink.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "pipeline.h"
+#include "schema.h"
+#include "sources.h"
+
+namespace vane {
+namespace {
+
+void print_issues(const ConfigLoad& load) {
+  for (const auto& w : load.warnings) std::fprintf(stderr, "%s\n", w.to_string().c_str());
+  for (const auto& e : load.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+}
+
+std::string human_bytes(std::uint64_t b) {
+  char buf[32];
+  if (b < 1024) std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
+  else if (b < (1ULL << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
+  else if (b < (1ULL << 30)) std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1 << 20));
+  else std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1ULL << 30));
+  return buf;
+}
+
+// Compiles every schema the config names; errors name the schema file.
+bool compile_schemas(const Config& cfg, std::map<std::string, std::unique_ptr<CompiledSchema>>& out) {
+  bool ok = true;
+  for (const auto& [name, path] : cfg.schemas) {
+    auto s = CompiledSchema::load(name, path);
+    if (!s) {
+      std::fprintf(stderr, "%s\n", s.status().message().c_str());
+      ok = false;
+      continue;
+    }
+    out[name] = std::move(s.value());
+  }
+  return ok;
+}
+
+// Rates for the status line and systemd STATUS=, from counter deltas.
+class StatusReporter {
+ public:
+  StatusReporter(Metrics& m, Buffer& b) : m_(m), b_(b), last_(std::chrono::steady_clock::now()) {}
+
+  std::string line() {
+    const auto now = std::chrono::steady_clock::now();
+    const double dt = std::max(1e-3, std::chrono::duration<double>(now - last_).count());
+    const std::uint64_t in = m_.readings_in.load(), out = m_.delivered.load();
+    const BufferStats st = b_.stats();
+    const std::uint64_t dropped = m_.dropped_oldest.load() + m_.dropped_newest.load() +
+                                  m_.dropped_ingest_timeout.load();
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "in %.0f/s, delivered %.0f/s, buffer %" PRIu64 " rows (%s), rejected %" PRIu64
+                  ", dropped %" PRIu64 ", uplink %s",
+                  static_cast<double>(in - last_in_) / dt, static_cast<double>(out - last_out_) / dt,
+                  st.rows, human_bytes(st.bytes).c_str(), m_.rejected.load(), dropped,
+                  to_string(static_cast<UplinkState>(m_.uplink.load())));
+    last_ = now;
+    last_in_ = in;
+    last_out_ = out;
+    return buf;
+  }
+
+ private:
+  Metrics& m_;
+  Buffer& b_;
+  std::chrono::steady_clock::time_point last_;
+  std::uint64_t last_in_ = 0, last_out_ = 0;
+};
+
+}  // namespace
+
+int check_config(const std::string& path) {
+  ConfigLoad load = load_config(path);
+  print_issues(load);
+  if (!load.ok()) return 2;
+  std::map<std::string, std::unique_ptr<CompiledSchema>> schemas;
+  if (!compile_schemas(load.config, schemas)) return 2;
+  std::printf("%s: OK (%zu sources, %zu schemas)\n", path.c_str(), load.config.sources.size(),
+              schemas.size());
+  return 0;
+}
+
+int buffer_stats(const std::string& path) {
+  auto st = SqliteBuffer::inspect(path);
+  if (!st) {
+    std::fprintf(stderr, "vane: %s\n", st.status().message().c_str());
+    return 1;
+  }
+  const BufferStats& s = st.value();
+  std::printf("path:        %s\n", path.c_str());
+  std::printf("rows:        %" PRIu64 "\n", s.rows);
+  std::printf("bytes:       %" PRIu64 " (%s)\n", s.bytes, human_bytes(s.bytes).c_str());
+  std::printf("file bytes:  %" PRIu64 " (%s)\n", s.file_bytes, human_bytes(s.file_bytes).c_str());
+  std::printf("next seq:    %" PRIu64 "\n", s.next_seq);
+  if (s.rows > 0) {
+    const auto age = now_us().time_since_epoch().count() - s.oldest_ts_us;
+    std::printf("oldest seq:  %" PRIu64 "\n", s.oldest_seq);
+    std::printf("oldest age:  %.1f s\n", static_cast<double>(age) / 1e6);
+  }
+  return 0;
+}
+
+int run_agent(const std::string& path) {
+  ConfigLoad load = load_config(path);
+  print_issues(load);
+  if (!load.ok()) return 2;
+  const Config& cfg = load.config;
+
+  std::map<std::string, std::unique_ptr<CompiledSchema>> schemas;
+  if (!compile_schemas(cfg, schemas)) return 2;
+
+  // Signals are taken synchronously by the main thread; block them before any
+  // thread starts so none of them is interrupted.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  SqliteBufferOptions bopts;
+  bopts.path = cfg.buffer.path;
+  bopts.max_bytes = cfg.buffer.max_bytes;
+  bopts.overflow = cfg.buffer.overflow;
+  bopts.sync = cfg.buffer.sync;
+  auto opened = SqliteBuffer::open(bopts);
+  if (!opened) {
+    std::fprintf(stderr, "%s: /buffer/path: %s\n", cfg.file.c_str(), opened.status().message().c_str());
+    return 2;
+  }
+  std::unique_ptr<SqliteBuffer> buffer = std::move(opened.value());
+  {
+    const BufferStats st = buffer->stats();
+    VANE_LOG_INFO("buffer %s: %" PRIu64 " rows waiting, next seq %" PRIu64, cfg.buffer.path.c_str(),
+                  st.rows, st.next_seq);
+  }
+
+  std::unique_ptr<EmbeddedKafka> embedded;
+  std::string bootstrap = cfg.kafka.brokers;
+  if (bootstrap == "embedded") {
+    auto e = EmbeddedKafka::start(cfg.kafka);
+    if (!e) {
+      VANE_LOG_ERROR("%s", e.status().message().c_str());
+      return 1;
+    }
+    embedded = std::move(e.value());
+    bootstrap = embedded->bootstrap();
+    VANE_LOG_INFO("embedded Kafka cluster at %s (in memory: what lands there is gone at exit)",
+                  bootstrap.c_str());
+  }
+
+  Metrics metrics;
+  std::vector<std::unique_ptr<Origin>> origins;
+  for (const auto& s : cfg.sources) {
+    metrics.sources[s.name] = std::make_unique<SourceCounters>();
+    auto o = std::make_unique<Origin>();
+    o->source = s.name;
+    o->schema = s.schema;
+    o->device_field = s.device_field;
+    origins.push_back(std::move(o));
+  }
+
+  ForwarderOptions fopts;
+  fopts.max_in_flight = static_cast<std::size_t>(cfg.kafka.max_in_flight);
+  fopts.shutdown_timeout_ms = cfg.kafka.shutdown_timeout_ms;
+  Forwarder forwarder(
+      *buffer, [&] { return make_kafka_uplink(cfg.kafka, bootstrap, cfg.gateway_id); }, metrics, fopts);
+  if (Status s = forwarder.start(); !s) {
+    std::fprintf(stderr, "%s: %s\n", cfg.file.c_str(), s.message().c_str());
+    return 2;
+  }
+
+  std::map<std::string, const CompiledSchema*> schema_ptrs;
+  for (const auto& [name, s] : schemas) schema_ptrs[name] = s.get();
+  Pipeline pipeline(*buffer, schema_ptrs, metrics, PipelineOptions{}, [&] { forwarder.notify(); });
+  pipeline.start();
+
+  std::vector<std::unique_ptr<Source>> sources;
+  int rc = 0;
+  for (std::size_t i = 0; i < cfg.sources.size(); ++i) {
+    auto src = make_source(cfg.sources[i], origins[i].get());
+    if (!src) {
+      std::fprintf(stderr, "%s: %s\n", cfg.file.c_str(), src.status().message().c_str());
+      rc = 2;
+      break;
+    }
+    if (Status s = src.value()->start(pipeline); !s) {
+      VANE_LOG_ERROR("source %s: %s", cfg.sources[i].name.c_str(), s.message().c_str());
+      rc = 1;
+      break;
+    }
+    sources.push_back(std::move(src.value()));
+  }
+
+  if (rc == 0) {
+    VANE_LOG_INFO("vane %s running: gateway %s, %zu sources, kafka %s, topic %s", VANE_VERSION,
+                  cfg.gateway_id.c_str(), sources.size(), bootstrap.c_str(), cfg.kafka.topic.c_str());
+    notify_ready();
+    StatusReporter reporter(metrics, *buffer);
+    const bool tty = isatty(STDERR_FILENO);
+    auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      timespec ts{1, 0};
+      const int sig = sigtimedwait(&sigs, nullptr, &ts);
+      if (sig == SIGINT || sig == SIGTERM) {
+        VANE_LOG_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= next_status) {
+        next_status += std::chrono::seconds(5);
+        const std::string line = reporter.line();
+        notify_status(line);
+        if (tty) std::fprintf(stderr, "vane: %s\n", line.c_str());
+      }
+    }
+  }
+
+  // Stop intake first, then commit what is queued, then bound the wait for
+  // in-flight deliveries; everything else stays in the buffer.
+  notify_stopping();
+  for (auto& s : sources) s->stop();
+  pipeline.stop();
+  forwarder.stop();
+  const BufferStats st = buffer->stats();
+  VANE_LOG_INFO("stopped: %" PRIu64 " readings in, %" PRIu64 " delivered, %" PRIu64 " rejected, %" PRIu64
+                " rows left in the buffer",
+                metrics.readings_in.load(), metrics.delivered.load(), metrics.rejected.load(), st.rows);
+  return rc;
+}
+
+}  // namespace vane

@@ -1,0 +1,67 @@
+// Drains the buffer into the uplink: claims rows, hands them over, and
+// deletes each row only when its delivery is acknowledged. A failed delivery
+// puts the row back (it stays buffered) and backs off; nothing is deleted
+// without an ack. The forwarder owns its thread and its uplink.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "buffer/buffer.h"
+#include "metrics.h"
+#include "uplink.h"
+
+namespace vane {
+
+struct ForwarderOptions {
+  std::size_t max_in_flight = 10000;  // rows handed over and not yet reported
+  std::size_t claim_batch = 2000;
+  int shutdown_timeout_ms = 5000;     // bound on waiting for in-flight deliveries at stop
+};
+
+using UplinkFactory = std::function<Result<std::unique_ptr<Uplink>>()>;
+
+class Forwarder {
+ public:
+  Forwarder(Buffer& buffer, UplinkFactory factory, Metrics& metrics, ForwarderOptions opts);
+  ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  // Creates the uplink and starts the thread. An invalid uplink config fails here.
+  Status start();
+  // New rows were committed: wake up if idle. Any thread.
+  void notify();
+  // Stops claiming, waits up to shutdown_timeout_ms for in-flight deliveries
+  // (acks still delete rows), abandons the rest to the buffer, joins.
+  void stop();
+
+ private:
+  void run();
+  void settle(std::vector<Delivery>& deliveries);
+  void flush_acks();
+
+  Buffer& buffer_;
+  UplinkFactory factory_;
+  Metrics& metrics_;
+  ForwarderOptions opts_;
+  std::unique_ptr<Uplink> uplink_;  // used by the forwarder thread only once started
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;    // guarded by mu_
+  bool pending_ = false;  // guarded by mu_: rows committed since the last wait
+  std::thread thread_;
+
+  // Forwarder-thread state.
+  std::size_t in_flight_ = 0;
+  std::vector<std::uint64_t> acks_;       // acknowledged, not yet deleted
+  std::vector<std::uint64_t> failed_;
+  std::chrono::steady_clock::time_point backoff_until_{};
+  std::chrono::milliseconds backoff_{0};
+};
+
+}  // namespace vane

@@ -1,0 +1,242 @@
+#include "kafka_uplink.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+#include "log.h"
+
+namespace vane {
+namespace {
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+  void operator()(rd_kafka_conf_t* c) const { rd_kafka_conf_destroy(c); }
+  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
+  void operator()(rd_kafka_headers_t* h) const { rd_kafka_headers_destroy(h); }
+};
+using KafkaPtr = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, KafkaDeleter>;
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, KafkaDeleter>;
+using HeadersPtr = std::unique_ptr<rd_kafka_headers_t, KafkaDeleter>;
+
+Status set_property(rd_kafka_conf_t* conf, const std::string& key, const std::string& value,
+                    const std::string& where) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+    return Status::invalid(where + ": " + err);
+  return Status::ok();
+}
+
+// Limits repeated client errors (a broker outage logs a connect failure per
+// retry) to one line per kind per interval.
+class LogLimiter {
+ public:
+  bool allow(int kind) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    auto& last = last_[static_cast<std::size_t>(kind) % kSlots];
+    if (last.time_since_epoch().count() != 0 && now - last < std::chrono::seconds(30)) return false;
+    last = now;
+    return true;
+  }
+
+ private:
+  static constexpr std::size_t kSlots = 64;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point last_[kSlots]{};
+};
+
+class KafkaUplink final : public Uplink {
+ public:
+  KafkaUplink(const KafkaConfig& cfg, std::string gateway) : cfg_(cfg), gateway_(std::move(gateway)) {}
+
+  Status init(const std::string& bootstrap) {
+    ConfPtr conf(rd_kafka_conf_new());
+    struct Default {
+      const char* key;
+      std::string value;
+    };
+    const Default defaults[] = {
+        {"bootstrap.servers", bootstrap},
+        {"client.id", "vane-" + gateway_},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        // Rows stay buffered until acknowledged, so the producer may keep a
+        // message as long as the outage lasts: no client-side expiry that would
+        // turn an outage into delivery failures and reordering.
+        {"message.timeout.ms", "0"},
+        {"linger.ms", "5"},
+        {"batch.num.messages", "10000"},
+        {"queue.buffering.max.messages", std::to_string(std::max(cfg_.max_in_flight * 2, 1000))},
+        {"queue.buffering.max.kbytes", "262144"},
+    };
+    for (const auto& d : defaults) {
+      Status s = set_property(conf.get(), d.key, d.value, std::string("kafka: ") + d.key);
+      if (!s) return s;
+    }
+    for (const auto& [k, v] : cfg_.properties) {
+      Status s = set_property(conf.get(), k, v, "/kafka/properties/" + k);
+      if (!s) return s;
+    }
+    rd_kafka_conf_set_opaque(conf.get(), this);
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), &KafkaUplink::on_delivery);
+    rd_kafka_conf_set_error_cb(conf.get(), &KafkaUplink::on_error);
+    rd_kafka_conf_set_log_cb(conf.get(), &KafkaUplink::on_log);
+    char err[512];
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
+    if (!rk) return Status::invalid(std::string("kafka: cannot create producer: ") + err);
+    conf.release();  // owned by rk now
+    rk_.reset(rk);
+    topic_.reset(rd_kafka_topic_new(rk, cfg_.topic.c_str(), nullptr));
+    dlq_.reset(rd_kafka_topic_new(rk, cfg_.dead_letter_topic.c_str(), nullptr));
+    if (!topic_ || !dlq_) return Status::invalid("kafka: cannot create topic handles");
+    return Status::ok();
+  }
+
+  ~KafkaUplink() override {
+    // Explicit purge and flush happen in the forwarder; here only release.
+    topic_.reset();
+    dlq_.reset();
+    rk_.reset();
+  }
+
+  SendResult send(const StoredRecord& r, std::string* error) override {
+    char seq[24];
+    const int seq_len = std::snprintf(seq, sizeof seq, "%llu", static_cast<unsigned long long>(r.seq));
+    HeadersPtr h(rd_kafka_headers_new(5));
+    rd_kafka_header_add(h.get(), "vane-gateway", -1, gateway_.data(), static_cast<ssize_t>(gateway_.size()));
+    rd_kafka_header_add(h.get(), "vane-source", -1, r.rec.source.data(), static_cast<ssize_t>(r.rec.source.size()));
+    rd_kafka_header_add(h.get(), "vane-seq", -1, seq, seq_len);
+    rd_kafka_header_add(h.get(), "vane-schema", -1, r.rec.schema.data(), static_cast<ssize_t>(r.rec.schema.size()));
+    if (r.rec.stream == Stream::kDeadLetter)
+      rd_kafka_header_add(h.get(), "vane-error", -1, r.rec.error.data(), static_cast<ssize_t>(r.rec.error.size()));
+    rd_kafka_topic_t* topic = r.rec.stream == Stream::kDeadLetter ? dlq_.get() : topic_.get();
+    const rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(r.rec.key.data(), r.rec.key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(r.rec.value.data()), r.rec.value.size()),
+        RD_KAFKA_V_TIMESTAMP(r.rec.ts_us / 1000), RD_KAFKA_V_HEADERS(h.get()),
+        RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(r.seq))), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      h.release();  // the message owns the headers now
+      return SendResult::kOk;
+    }
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return SendResult::kRetry;
+    if (error) *error = rd_kafka_err2str(err);
+    return SendResult::kError;
+  }
+
+  void poll(int timeout_ms, std::vector<Delivery>& out) override {
+    out_ = &out;
+    rd_kafka_poll(rk_.get(), timeout_ms);
+    out_ = nullptr;
+  }
+
+  void flush(int timeout_ms, std::vector<Delivery>& out) override {
+    out_ = &out;
+    rd_kafka_flush(rk_.get(), timeout_ms);
+    out_ = nullptr;
+  }
+
+  void purge(std::vector<Delivery>& out) override {
+    rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    out_ = &out;
+    rd_kafka_poll(rk_.get(), 0);
+    out_ = nullptr;
+  }
+
+  UplinkState state() const override { return state_.load(); }
+
+  bool fatal(std::string* reason) const override {
+    if (!fatal_.load()) return false;
+    if (reason) {
+      char buf[512] = {0};
+      rd_kafka_fatal_error(rk_.get(), buf, sizeof buf);
+      *reason = buf;
+    }
+    return true;
+  }
+
+ private:
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<KafkaUplink*>(opaque);
+    Delivery d;
+    d.seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
+    d.ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (d.ok) {
+      self->state_ = UplinkState::kUp;
+    } else {
+      d.error = rd_kafka_err2name(m->err);
+    }
+    if (self->out_) self->out_->push_back(std::move(d));
+  }
+
+  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<KafkaUplink*>(opaque);
+    const auto e = static_cast<rd_kafka_resp_err_t>(err);
+    if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->state_ = UplinkState::kDown;
+    if (e == RD_KAFKA_RESP_ERR__FATAL) self->fatal_ = true;
+    if (self->limiter_.allow(err & 0x3f))
+      VANE_LOG_WARN("kafka: %s: %s", rd_kafka_err2name(e), reason);
+  }
+
+  static void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+    if (level <= 3) VANE_LOG_WARN("kafka: %s: %s", fac, buf);
+  }
+
+  KafkaConfig cfg_;
+  std::string gateway_;
+  KafkaPtr rk_;
+  TopicPtr topic_, dlq_;
+  std::vector<Delivery>* out_ = nullptr;  // set only during poll/flush/purge, on the caller's thread
+  std::atomic<UplinkState> state_{UplinkState::kConnecting};
+  std::atomic<bool> fatal_{false};
+  LogLimiter limiter_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Uplink>> make_kafka_uplink(const KafkaConfig& cfg, const std::string& bootstrap,
+                                                  const std::string& gateway_id) {
+  auto up = std::make_unique<KafkaUplink>(cfg, gateway_id);
+  Status s = up->init(bootstrap);
+  if (!s) return s;
+  return std::unique_ptr<Uplink>(std::move(up));
+}
+
+struct EmbeddedKafka::Impl {
+  KafkaPtr rk;
+  rd_kafka_mock_cluster_t* cluster = nullptr;
+  ~Impl() {
+    if (cluster) rd_kafka_mock_cluster_destroy(cluster);
+  }
+};
+
+EmbeddedKafka::EmbeddedKafka(std::unique_ptr<Impl> impl, std::string bootstrap)
+    : impl_(std::move(impl)), bootstrap_(std::move(bootstrap)) {}
+EmbeddedKafka::~EmbeddedKafka() = default;
+
+Result<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(const KafkaConfig& cfg) {
+  auto impl = std::make_unique<Impl>();
+  ConfPtr conf(rd_kafka_conf_new());
+  char err[512];
+  // The mock cluster needs a client instance for its bookkeeping only.
+  rd_kafka_conf_set(conf.get(), "log_level", "3", err, sizeof err);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
+  if (!rk) return Status::internal(std::string("embedded kafka: ") + err);
+  conf.release();
+  impl->rk.reset(rk);
+  impl->cluster = rd_kafka_mock_cluster_new(rk, 1);
+  if (!impl->cluster) return Status::internal("embedded kafka: cannot start the mock cluster");
+  rd_kafka_mock_topic_create(impl->cluster, cfg.topic.c_str(), 3, 1);
+  rd_kafka_mock_topic_create(impl->cluster, cfg.dead_letter_topic.c_str(), 1, 1);
+  std::string bootstrap = rd_kafka_mock_cluster_bootstraps(impl->cluster);
+  return std::unique_ptr<EmbeddedKafka>(new EmbeddedKafka(std::move(impl), std::move(bootstrap)));
+}
+
+}  // namespace vane

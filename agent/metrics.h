@@ -1,0 +1,45 @@
+// Counters shared by the pipeline, the forwarder and whoever reports them
+// (status line, systemd STATUS=, later /metrics). Lock-free: every member is
+// an atomic written by one component and read by any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace vane {
+
+using Counter = std::atomic<std::uint64_t>;
+
+struct SourceCounters {
+  Counter readings{0};   // handed to the pipeline
+  Counter accepted{0};   // passed the schema check and committed to the buffer
+  Counter rejected{0};   // failed the schema check: committed as dead letters
+};
+
+enum class UplinkState { kConnecting = 0, kUp = 1, kDown = 2 };
+
+struct Metrics {
+  // Per source; the map is filled before threads start and never changes.
+  std::map<std::string, std::unique_ptr<SourceCounters>> sources;
+
+  Counter readings_in{0};
+  Counter accepted{0};
+  Counter rejected{0};
+  Counter dropped_oldest{0};       // buffer cap, drop_oldest policy
+  Counter dropped_newest{0};       // buffer cap, drop_newest policy (or no room at all)
+  Counter dropped_ingest_timeout{0};  // a source could not hand over in time
+  Counter buffer_errors{0};        // failed buffer transactions (retried)
+  Counter delivered{0};            // acknowledged by Kafka and deleted
+  Counter delivery_errors{0};      // failed delivery attempts (rows stay buffered)
+  Counter last_progress_ns{0};     // steady-clock ns of the last commit or ack
+  std::atomic<int> uplink{static_cast<int>(UplinkState::kConnecting)};
+
+  SourceCounters& source(const std::string& name) { return *sources.at(name); }
+};
+
+const char* to_string(UplinkState s);
+
+}  // namespace vane

@@ -1,0 +1,193 @@
+#include "pipeline.h"
+
+#include <optional>
+#include <unordered_map>
+
+#include "log.h"
+#include "serialize.h"
+
+namespace vane {
+namespace {
+
+std::uint64_t steady_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+}  // namespace
+
+Pipeline::Pipeline(Buffer& buffer, std::map<std::string, const CompiledSchema*> schemas, Metrics& metrics,
+                   PipelineOptions opts, std::function<void()> on_commit)
+    : buffer_(buffer),
+      schemas_(std::move(schemas)),
+      metrics_(metrics),
+      opts_(opts),
+      on_commit_(std::move(on_commit)) {
+  queue_.reserve(opts_.queue_capacity);
+}
+
+Pipeline::~Pipeline() { stop(); }
+
+void Pipeline::start() { writer_ = std::thread([this] { run(); }); }
+
+void Pipeline::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  not_empty_.notify_all();
+  not_full_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+bool Pipeline::submit(Reading&& r) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (queue_.size() >= opts_.queue_capacity) {
+    const bool room = not_full_.wait_for(lock, opts_.submit_timeout, [&] {
+      return stopping_ || queue_.size() < opts_.queue_capacity;
+    });
+    if (!room) {
+      metrics_.dropped_ingest_timeout.fetch_add(1, std::memory_order_relaxed);
+      return true;  // still running; the reading is counted as dropped
+    }
+  }
+  if (stopping_) return false;
+  const bool was_empty = queue_.empty();
+  queue_.push_back(std::move(r));
+  lock.unlock();
+  if (was_empty) not_empty_.notify_one();
+  return true;
+}
+
+void Pipeline::run() {
+  std::vector<Reading> batch;
+  batch.reserve(opts_.queue_capacity);
+  for (;;) {
+    bool stopping;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      not_empty_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      stopping = stopping_;
+      batch.swap(queue_);
+    }
+    not_full_.notify_all();
+    if (batch.empty()) {
+      if (stopping) break;
+      continue;
+    }
+    std::size_t done = 0;
+    std::chrono::milliseconds backoff{50};
+    std::optional<std::chrono::steady_clock::time_point> give_up_at;
+    while (done < batch.size()) {
+      const std::size_t n = std::min(opts_.max_batch, batch.size() - done);
+      if (commit(std::span<Reading>(batch).subspan(done, n))) {
+        done += n;
+        backoff = std::chrono::milliseconds(50);
+        continue;
+      }
+      // Keep the readings and retry; meanwhile sources feel back-pressure.
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!give_up_at) give_up_at = now + opts_.stop_retry;
+        if (now >= *give_up_at) {
+          const std::size_t lost = batch.size() - done;
+          metrics_.dropped_newest.fetch_add(lost, std::memory_order_relaxed);
+          VANE_LOG_ERROR("buffer: giving up on %zu readings at shutdown: the buffer cannot be written",
+                         lost);
+          break;
+        }
+      }
+      retry_cv_.wait_for(lock, backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+    }
+    batch.clear();
+  }
+}
+
+bool Pipeline::commit(std::span<Reading> in) {
+  struct OriginInfo {
+    SourceCounters* counters;
+    const CompiledSchema* schema;
+  };
+  static thread_local std::unordered_map<const Origin*, OriginInfo> cache;
+  records_.resize(in.size());
+  std::size_t accepted = 0, rejected = 0;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    Reading& r = in[i];
+    auto it = cache.find(r.origin);
+    if (it == cache.end()) {
+      OriginInfo info{nullptr, nullptr};
+      if (r.origin) {
+        auto m = metrics_.sources.find(r.origin->source);
+        if (m != metrics_.sources.end()) info.counters = m->second.get();
+        auto s = schemas_.find(r.origin->schema);
+        if (s != schemas_.end()) info.schema = s->second;
+      }
+      it = cache.emplace(r.origin, info).first;
+    }
+    Record& rec = records_[i];
+    rec.key = r.device_id;
+    rec.ts_us = r.timestamp.time_since_epoch().count();
+    rec.source = r.origin ? r.origin->source : std::string();
+    rec.schema = r.origin ? r.origin->schema : std::string();
+    rec.value.clear();
+    rec.error.clear();
+    violations_.clear();
+    bool ok = r.source_error.empty();
+    if (!ok) {
+      rec.error = r.source_error;
+    } else if (it->second.schema && !it->second.schema->validate(r, violations_)) {
+      ok = false;
+      rec.error = join_violations(violations_);
+    }
+    if (ok) {
+      rec.stream = Stream::kTelemetry;
+      serialize_reading(r, rec.value);
+      ++accepted;
+    } else {
+      rec.stream = Stream::kDeadLetter;
+      // Keep the original payload when the source had one.
+      if (!r.payload.empty()) rec.value = r.payload;
+      else serialize_reading(r, rec.value);
+      ++rejected;
+    }
+  }
+  auto res = buffer_.append(records_);
+  if (!res) {
+    metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
+    if (!failing_) {
+      VANE_LOG_ERROR("buffer: cannot commit %zu readings, retrying: %s", in.size(),
+                     res.status().message().c_str());
+      failing_ = true;
+    }
+    return false;
+  }
+  if (failing_) {
+    VANE_LOG_NOTICE("buffer: commits succeed again");
+    failing_ = false;
+  }
+  // Per-source counts; dropped_newest rows were refused whatever their source.
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    auto it = cache.find(in[i].origin);
+    if (it == cache.end() || !it->second.counters) continue;
+    it->second.counters->readings.fetch_add(1, std::memory_order_relaxed);
+    if (records_[i].stream == Stream::kTelemetry)
+      it->second.counters->accepted.fetch_add(1, std::memory_order_relaxed);
+    else
+      it->second.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+  }
+  metrics_.readings_in.fetch_add(in.size(), std::memory_order_relaxed);
+  metrics_.accepted.fetch_add(accepted, std::memory_order_relaxed);
+  metrics_.rejected.fetch_add(rejected, std::memory_order_relaxed);
+  metrics_.dropped_newest.fetch_add(res->dropped_newest, std::memory_order_relaxed);
+  metrics_.dropped_oldest.fetch_add(res->dropped_oldest, std::memory_order_relaxed);
+  if (res->appended > 0) {
+    metrics_.last_progress_ns.store(steady_ns(), std::memory_order_relaxed);
+    if (on_commit_) on_commit_();
+  }
+  return true;
+}
+
+}  // namespace vane

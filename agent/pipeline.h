@@ -1,0 +1,73 @@
+// Ingestion: sources submit readings; one writer thread checks each against
+// its schema, serialises it, and commits batches to the buffer in one
+// transaction each. Rejected readings are committed too, as dead letters with
+// the reason: nothing is dropped silently.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "buffer/buffer.h"
+#include "core/source.h"
+#include "metrics.h"
+#include "schema.h"
+
+namespace vane {
+
+struct PipelineOptions {
+  std::size_t queue_capacity = 65536;  // readings waiting for the writer
+  std::size_t max_batch = 8192;        // readings per buffer transaction
+  // How long submit() waits for room before the reading is counted as dropped
+  // (reason ingest_timeout). Sources never block forever.
+  std::chrono::milliseconds submit_timeout{2000};
+  // At stop, how long a failing buffer is retried before queued readings are
+  // given up (counted and logged).
+  std::chrono::milliseconds stop_retry{3000};
+};
+
+class Pipeline final : public ReadingSink {
+ public:
+  // Schemas by name; a reading whose origin names no schema is forwarded
+  // unchecked. on_commit is called (writer thread) after rows were committed.
+  Pipeline(Buffer& buffer, std::map<std::string, const CompiledSchema*> schemas, Metrics& metrics,
+           PipelineOptions opts, std::function<void()> on_commit);
+  ~Pipeline() override;
+
+  void start();
+  // Refuses new readings, commits what is queued, joins the writer.
+  void stop();
+
+  bool submit(Reading&& r) override;
+
+ private:
+  void run();
+  // Checks and serialises `in`, commits it in one transaction; false on
+  // failure (nothing committed, the caller retries).
+  bool commit(std::span<Reading> in);
+
+  Buffer& buffer_;
+  std::map<std::string, const CompiledSchema*> schemas_;
+  Metrics& metrics_;
+  PipelineOptions opts_;
+  std::function<void()> on_commit_;
+
+  std::mutex mu_;
+  std::condition_variable not_empty_, not_full_, retry_cv_;
+  std::vector<Reading> queue_;  // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
+  std::thread writer_;
+
+  // Writer-thread state.
+  std::vector<Record> records_;
+  std::vector<SchemaViolation> violations_;
+  bool failing_ = false;  // a buffer failure episode is under way (logged once)
+};
+
+}  // namespace vane

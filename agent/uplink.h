@@ -1,0 +1,48 @@
+// The northbound side, as the forwarder sees it. The forwarder knows nothing
+// of Kafka; KafkaUplink (kafka_uplink.h) is the implementation.
+//
+// Threads: an Uplink is used by one thread (the forwarder's) at a time.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "buffer/buffer.h"
+#include "metrics.h"
+
+namespace vane {
+
+struct Delivery {
+  std::uint64_t seq = 0;
+  bool ok = false;
+  std::string error;  // when !ok
+};
+
+class Uplink {
+ public:
+  enum class SendResult { kOk, kRetry, kError };
+
+  virtual ~Uplink() = default;
+  Uplink() = default;
+  Uplink(const Uplink&) = delete;
+  Uplink& operator=(const Uplink&) = delete;
+
+  // Hands one record over for delivery. kRetry: the local queue is full, try
+  // again after serving deliveries. kError: this record cannot be sent now
+  // (reason in *error); the caller keeps it buffered and backs off.
+  // Never sleeps.
+  virtual SendResult send(const StoredRecord& r, std::string* error) = 0;
+  // Serves delivery reports, waiting at most timeout_ms for the first.
+  virtual void poll(int timeout_ms, std::vector<Delivery>& out) = 0;
+  // Waits up to timeout_ms for everything handed over to be reported.
+  virtual void flush(int timeout_ms, std::vector<Delivery>& out) = 0;
+  // Abandons what is still undelivered; each is reported as not delivered.
+  virtual void purge(std::vector<Delivery>& out) = 0;
+  virtual UplinkState state() const = 0;
+  // An unrecoverable client state (e.g. the idempotent producer's fatal
+  // error): the caller must purge and replace this uplink.
+  virtual bool fatal(std::string* reason) const = 0;
+};
+
+}  // namespace vane

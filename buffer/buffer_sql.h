@@ -1,0 +1,63 @@
+// All SQL of the buffer, in one place. Pragmas are explicit; statements are
+// prepared once at open.
+#pragma once
+
+namespace vane::sql {
+
+inline constexpr int kSchemaVersion = 1;
+
+// journal_mode=WAL: readers (vane buffer stats) never block the writer, and a
+// commit is one append to the WAL. synchronous is set from buffer.sync.
+inline constexpr const char* kPragmas =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA temp_store=MEMORY;"
+    "PRAGMA foreign_keys=OFF;"
+    "PRAGMA wal_autocheckpoint=4096;";
+
+inline constexpr const char* kSyncOff = "PRAGMA synchronous=OFF;";
+inline constexpr const char* kSyncNormal = "PRAGMA synchronous=NORMAL;";
+inline constexpr const char* kSyncFull = "PRAGMA synchronous=FULL;";
+
+// seq is the rowid: rows are stored in seq order, the oldest is the first
+// b-tree entry, and deletes by seq are point lookups.
+inline constexpr const char* kCreate =
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS rows ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  stream INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  ts_us INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  schema TEXT NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  error TEXT NOT NULL,"
+    "  size INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', 1), ('schema_version', 1);";
+
+inline constexpr const char* kSelectMeta = "SELECT value FROM meta WHERE key = ?1;";
+inline constexpr const char* kUpdateNextSeq = "UPDATE meta SET value = ?1 WHERE key = 'next_seq';";
+inline constexpr const char* kTotals = "SELECT count(*), coalesce(sum(size), 0) FROM rows;";
+inline constexpr const char* kOldest = "SELECT seq, ts_us FROM rows ORDER BY seq LIMIT 1;";
+inline constexpr const char* kMaxSeq = "SELECT coalesce(max(seq), 0) FROM rows;";
+
+inline constexpr const char* kInsert =
+    "INSERT INTO rows(seq, stream, key, ts_us, source, schema, value, error, size)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);";
+inline constexpr const char* kDelete = "DELETE FROM rows WHERE seq = ?1 RETURNING size;";
+// Claimable rows in seq order after a high-water mark.
+inline constexpr const char* kSelectAfter =
+    "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows"
+    " WHERE seq > ?1 ORDER BY seq LIMIT ?2;";
+inline constexpr const char* kSelectOne =
+    "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows WHERE seq = ?1;";
+// The oldest rows that may be dropped: past the claimed high-water mark.
+inline constexpr const char* kOldestAfter =
+    "SELECT seq, size FROM rows WHERE seq > ?1 ORDER BY seq LIMIT ?2;";
+
+inline constexpr const char* kBegin = "BEGIN IMMEDIATE;";
+inline constexpr const char* kCommit = "COMMIT;";
+inline constexpr const char* kRollback = "ROLLBACK;";
+
+}  // namespace vane::sql

@@ -1,0 +1,81 @@
+// Shared by the integration tests: run the real vane binary against a Kafka
+// mock cluster in its own process, and look at what landed.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "support/kafka_reader.h"
+#include "support/process.h"
+#include "support/wait.h"
+
+namespace vane::test {
+
+inline std::string vane_bin() { return std::string(VANE_BINARY_DIR) + "/agent/vane"; }
+inline std::string source_dir() { return VANE_SOURCE_DIR; }
+
+inline void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+}
+
+// A config for one simulator source; `extra_source` is spliced into the
+// source object, e.g. R"("faults": 0.1,)".
+inline std::string sim_config(const std::string& buffer_path, const std::string& brokers,
+                              const std::string& sim_knobs, const std::string& buffer_extra = "") {
+  return std::string("// written by the test\n{\n") +
+         "  \"gateway\": { \"id\": \"gw-test\" },\n"
+         "  \"buffer\": { \"path\": \"" + buffer_path + "\"" + buffer_extra + " },\n"
+         "  \"kafka\": { \"brokers\": \"" + brokers + "\", \"topic\": \"telemetry\",\n"
+         "             \"dead_letter_topic\": \"telemetry.dlq\", \"shutdown_timeout_ms\": 3000 },\n"
+         "  \"schemas\": { \"turbine\": \"" + source_dir() + "/examples/schemas/turbine.schema.json\" },\n"
+         "  \"sources\": [ { \"name\": \"sim\", \"type\": \"simulator\", \"model\": \"turbine\",\n"
+         "                 \"schema\": \"turbine\", " + sim_knobs + " } ]\n"
+         "}\n";
+}
+
+// Runs `vane buffer stats PATH`; returns the "rows:" figure or -1.
+inline long buffer_rows(const std::string& path) {
+  ChildProcess p({vane_bin(), "buffer", "stats", path});
+  long rows = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (auto line = p.read_line(deadline)) {
+    if (line->rfind("rows:", 0) == 0) rows = std::stol(line->substr(5));
+  }
+  auto rc = p.wait_exit(deadline);
+  if (!rc || *rc != 0) return -1;
+  return rows;
+}
+
+inline std::uint64_t seq_of(const ConsumedMessage& m) {
+  auto it = m.headers.find("vane-seq");
+  return it == m.headers.end() ? 0 : std::stoull(it->second);
+}
+
+struct SeqCheck {
+  std::size_t distinct = 0;
+  std::size_t duplicates = 0;
+  std::size_t missing = 0;  // seqs in 1..max not seen
+  std::uint64_t max = 0;
+};
+
+inline SeqCheck check_seqs(const std::vector<ConsumedMessage>& msgs) {
+  SeqCheck c;
+  std::set<std::uint64_t> seen;
+  for (const auto& m : msgs) {
+    const std::uint64_t s = seq_of(m);
+    if (!seen.insert(s).second) ++c.duplicates;
+    c.max = std::max(c.max, s);
+  }
+  c.distinct = seen.size();
+  for (std::uint64_t s = 1; s <= c.max; ++s)
+    if (!seen.count(s)) ++c.missing;
+  return c;
+}
+
+}  // namespace vane::test

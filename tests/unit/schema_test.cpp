@@ -1,0 +1,172 @@
+// The edge schema check and the message value it guards.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "schema.h"
+#include "serialize.h"
+
+namespace vane {
+namespace {
+
+using json = nlohmann::json;
+
+const Origin kTurbine{"sim", "turbine", "turbine_id"};
+
+json turbine_schema() {
+  return json::parse(R"({
+    "type": "object",
+    "properties": {
+      "turbine_id":   { "type": "string", "pattern": "^T-\\d{3}$" },
+      "timestamp":    { "type": "string", "format": "date-time" },
+      "wind_speed":   { "type": "number", "minimum": 0, "maximum": 30 },
+      "power_output": { "type": "number", "minimum": 0, "maximum": 5000 },
+      "status":       { "enum": ["ok", "fault"] },
+      "count":        { "type": "integer", "exclusiveMinimum": 0, "multipleOf": 2 },
+      "label":        { "type": "string", "minLength": 2, "maxLength": 3 }
+    },
+    "required": ["turbine_id", "timestamp", "wind_speed", "power_output"],
+    "additionalProperties": false
+  })");
+}
+
+Reading reading(std::vector<Field> fields, std::string device = "T-001") {
+  Reading r;
+  r.origin = &kTurbine;
+  r.device_id = std::move(device);
+  r.timestamp = TimePoint(Micros(1764000000123456));
+  r.fields = std::move(fields);
+  return r;
+}
+
+std::unique_ptr<CompiledSchema> compile(const json& doc) {
+  auto s = CompiledSchema::compile(doc, "turbine", "turbine.schema.json");
+  EXPECT_TRUE(s.is_ok()) << s.status().message();
+  return s ? std::move(s.value()) : nullptr;
+}
+
+std::vector<std::string> messages(const CompiledSchema& s, const Reading& r) {
+  std::vector<SchemaViolation> v;
+  s.validate(r, v);
+  std::vector<std::string> out;
+  for (auto& x : v) out.push_back(x.message);
+  return out;
+}
+
+TEST(Schema, ValidReadingPasses) {
+  auto s = compile(turbine_schema());
+  std::vector<SchemaViolation> v;
+  EXPECT_TRUE(s->validate(reading({{"wind_speed", 7.5}, {"power_output", std::int64_t{1200}}}), v));
+  EXPECT_TRUE(v.empty());
+}
+
+TEST(Schema, MaximumNamesFieldValueAndLimit) {
+  auto s = compile(turbine_schema());
+  EXPECT_EQ(messages(*s, reading({{"wind_speed", 41.2}, {"power_output", 0.0}})),
+            std::vector<std::string>{"/wind_speed: 41.2 > maximum 30"});
+}
+
+TEST(Schema, ReportsAllFailuresNotJustTheFirst) {
+  auto s = compile(turbine_schema());
+  auto m = messages(*s, reading({{"wind_speed", -1.0}, {"extra", true}}, "X-1"));
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0], "/turbine_id: \"X-1\" does not match pattern \"^T-\\d{3}$\"");
+  EXPECT_EQ(m[1], "/wind_speed: -1 < minimum 0");
+  EXPECT_EQ(m[2], "/extra: additional property not allowed");
+  EXPECT_EQ(m[3], "/power_output: required field missing");
+}
+
+TEST(Schema, BoundsTheNumberOfViolations) {
+  auto s = compile(turbine_schema());
+  std::vector<Field> f;
+  static const char* names[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"};
+  for (const char* n : names) f.push_back({n, 1.0});
+  std::vector<SchemaViolation> v;
+  EXPECT_FALSE(s->validate(reading(f), v, 8));
+  EXPECT_EQ(v.size(), 8u);
+}
+
+TEST(Schema, NanAndWrongTypeAreRejected) {
+  auto s = compile(turbine_schema());
+  auto m = messages(*s, reading({{"wind_speed", std::nan("")}, {"power_output", std::string("high")}}));
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0], "/wind_speed: NaN is not a number");
+  EXPECT_EQ(m[1], "/power_output: \"high\" is not of type number");
+  m = messages(*s, reading({{"wind_speed", Value{}}, {"power_output", 1.0}}));
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0], "/wind_speed: null is not of type number");
+}
+
+TEST(Schema, EnumIntegerMultipleOfAndLengths) {
+  auto s = compile(turbine_schema());
+  auto base = [](std::vector<Field> extra) {
+    std::vector<Field> f{{"wind_speed", 1.0}, {"power_output", 1.0}};
+    for (auto& e : extra) f.push_back(e);
+    return reading(f);
+  };
+  EXPECT_TRUE(messages(*s, base({{"status", std::string("ok")}, {"count", 4.0}, {"label", std::string("ab")}})).empty());
+  EXPECT_EQ(messages(*s, base({{"status", std::string("bad")}}))[0],
+            "/status: \"bad\" is not one of [\"ok\",\"fault\"]");
+  EXPECT_EQ(messages(*s, base({{"count", 2.5}}))[0], "/count: 2.5 is not of type integer");
+  EXPECT_EQ(messages(*s, base({{"count", std::int64_t{3}}}))[0], "/count: 3 is not a multiple of 2");
+  EXPECT_EQ(messages(*s, base({{"count", std::int64_t{0}}}))[0], "/count: 0 <= exclusiveMinimum 0");
+  // Lengths count code points: "äöü" is 3 code points, 6 bytes.
+  EXPECT_TRUE(messages(*s, base({{"label", std::string("\xc3\xa4\xc3\xb6\xc3\xbc")}})).empty());
+  EXPECT_EQ(messages(*s, base({{"label", std::string("abcd")}}))[0],
+            "/label: \"abcd\" is longer than maxLength 3");
+}
+
+TEST(Schema, UnsupportedKeywordIsACompileErrorWithLocation) {
+  auto doc = turbine_schema();
+  doc["properties"]["wind_speed"]["anyOf"] = json::array();
+  auto s = CompiledSchema::compile(doc, "turbine", "turbine.schema.json");
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.status().message(),
+            "turbine.schema.json: /properties/wind_speed/anyOf: unsupported keyword \"anyOf\"");
+  doc = turbine_schema();
+  doc["properties"]["label"]["format"] = "email";
+  s = CompiledSchema::compile(doc, "turbine", "t.json");
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.status().message().find("/properties/label/format: unsupported format \"email\""),
+            std::string::npos);
+}
+
+TEST(Schema, InvalidPatternIsACompileError) {
+  auto doc = turbine_schema();
+  doc["properties"]["label"]["pattern"] = "([a-";
+  auto s = CompiledSchema::compile(doc, "turbine", "t.json");
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_NE(s.status().message().find("/properties/label/pattern: invalid pattern"), std::string::npos);
+}
+
+TEST(Schema, Rfc3339DateTime) {
+  EXPECT_TRUE(is_rfc3339_date_time("2026-11-24T18:26:00Z"));
+  EXPECT_TRUE(is_rfc3339_date_time("2026-11-24T18:26:00.123456+01:00"));
+  EXPECT_TRUE(is_rfc3339_date_time("2024-02-29T00:00:00Z"));
+  EXPECT_FALSE(is_rfc3339_date_time("2025-02-29T00:00:00Z"));
+  EXPECT_FALSE(is_rfc3339_date_time("2026-11-24 18:26:00Z"));
+  EXPECT_FALSE(is_rfc3339_date_time("2026-11-24T18:26:00"));
+  EXPECT_FALSE(is_rfc3339_date_time("2026-13-01T00:00:00Z"));
+}
+
+TEST(Serialize, FlatJsonWithDeviceFieldAndMicrosecondTimestamp) {
+  Reading r = reading({{"wind_speed", 7.25}, {"on", true}, {"n", std::int64_t{-3}},
+                       {"s", std::string("a\"b\n")}, {"bad", std::nan("")}});
+  std::string out;
+  serialize_reading(r, out);
+  EXPECT_EQ(out,
+            "{\"turbine_id\":\"T-001\",\"timestamp\":\"2025-11-24T16:00:00.123456Z\",\"wind_speed\":7.25,"
+            "\"on\":true,\"n\":-3,\"s\":\"a\\\"b\\n\",\"bad\":null}");
+  auto j = json::parse(out);
+  EXPECT_EQ(j["turbine_id"], "T-001");
+}
+
+TEST(Serialize, TimestampsAcrossEpochs) {
+  EXPECT_EQ(format_timestamp(TimePoint(Micros(0))), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(format_timestamp(TimePoint(Micros(951782400000001))), "2000-02-29T00:00:00.000001Z");
+  EXPECT_EQ(format_timestamp(TimePoint(Micros(-1))), "1969-12-31T23:59:59.999999Z");
+}
+
+}  // namespace
+}  // namespace vane
