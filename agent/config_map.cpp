@@ -1,0 +1,192 @@
+#include "config_map.h"
+
+#include <algorithm>
+
+namespace vane {
+
+const ConfigOption* ConfigTable::find(const std::string& name) const {
+  for (const auto& o : options)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+const ConfigTable& top_level_table() {
+  static const ConfigTable t{"", "Top level", {
+      {"gateway", OptType::kObject, "", "this gateway's identity", {}, -1e300, 1e300, true},
+      {"buffer", OptType::kObject, "", "the durable store-and-forward buffer"},
+      {"kafka", OptType::kObject, "", "the uplink", {}, -1e300, 1e300, true},
+      {"schemas", OptType::kStringMap, "{}", "schema name -> JSON Schema file (relative to the config file)"},
+      {"sources", OptType::kArray, "", "the southbound sources, each an object (see below)", {}, -1e300, 1e300, true},
+      {"http", OptType::kObject, "", "the local HTTP endpoint (metrics, health)"},
+  }};
+  return t;
+}
+
+const ConfigTable& gateway_table() {
+  static const ConfigTable t{"/gateway", "gateway", {
+      {"id", OptType::kString, "", "gateway id, 1-64 of [A-Za-z0-9._-]; sent as the vane-gateway header",
+       {}, -1e300, 1e300, true},
+  }};
+  return t;
+}
+
+const ConfigTable& buffer_table() {
+  static const ConfigTable t{"/buffer", "buffer", {
+      {"path", OptType::kString, "/var/lib/vane/buffer.db", "SQLite buffer file; its directory must exist"},
+      {"max_bytes", OptType::kSize, "1GiB",
+       "cap on buffered rows (payload + 32 B per row); a number of bytes or a string with B, KB, MB, GB, "
+       "KiB, MiB, GiB; at least 1 MiB", {}, 1048576},
+      {"overflow", OptType::kEnum, "drop_oldest", "what the cap does: drop the oldest undelivered rows, or refuse new ones",
+       {"drop_oldest", "drop_newest"}},
+      {"sync", OptType::kEnum, "normal",
+       "SQLite synchronous level: off (survives a process crash), normal (WAL: survives a process crash; "
+       "a power loss may lose the last commits), full (fsync per commit: survives power loss)",
+       {"off", "normal", "full"}},
+  }};
+  return t;
+}
+
+const ConfigTable& kafka_table() {
+  static const ConfigTable t{"/kafka", "kafka", {
+      {"brokers", OptType::kString, "", "bootstrap list \"host:port,...\", or \"embedded\" for an in-process mock cluster (demos)",
+       {}, -1e300, 1e300, true},
+      {"topic", OptType::kString, "telemetry", "topic for accepted readings"},
+      {"dead_letter_topic", OptType::kString, "telemetry.dlq", "topic for rejected readings, with vane-error"},
+      {"properties", OptType::kStringMap, "{}", "librdkafka properties, passed through (e.g. compression.type)"},
+      {"max_in_flight", OptType::kUint, "10000",
+       "rows handed to the producer and not yet acknowledged; bounds duplicates after a crash", {}, 1, 1000000},
+      {"shutdown_timeout_ms", OptType::kUint, "5000", "at stop, how long to wait for in-flight deliveries", {}, 0, 600000},
+  }};
+  return t;
+}
+
+const ConfigTable& http_table() {
+  static const ConfigTable t{"/http", "http", {
+      {"listen", OptType::kListen, "127.0.0.1:9464", "host:port of the local HTTP endpoint; \"\" or false disables it"},
+  }};
+  return t;
+}
+
+namespace {
+
+std::vector<ConfigOption> common_source_options(const std::string& device_field_default) {
+  return {
+      {"name", OptType::kString, "", "unique source name; the vane-source header", {}, -1e300, 1e300, true},
+      {"type", OptType::kString, "", "source type", {}, -1e300, 1e300, true},
+      {"schema", OptType::kString, "", "schema name from \"schemas\"; without one, readings are forwarded unchecked"},
+      {"device_field", OptType::kString, device_field_default, "JSON name of the device id in the message value"},
+  };
+}
+
+SourceType simulator_type() {
+  SourceType s{"simulator", true, "built-in wind-turbine simulator", {"/sources/N", "simulator source", common_source_options("turbine_id")}};
+  auto& o = s.table.options;
+  o.push_back({"model", OptType::kEnum, "turbine", "what to simulate", {"turbine"}});
+  o.push_back({"devices", OptType::kUint, "15", "number of turbines, T-001 ...", {}, 1, 100000});
+  o.push_back({"interval_ms", OptType::kUint, "1000", "per-device reading interval (when rate is not set)", {}, 1, 86400000});
+  o.push_back({"rate", OptType::kRateOrMax, "", "total readings/s across devices, or \"max\" (as fast as the pipeline takes them)", {}, 0, 1e9});
+  o.push_back({"limit", OptType::kUint, "0", "stop after this many readings; 0: endless", {}, 0, 1e18});
+  o.push_back({"seed", OptType::kUint, "1", "random seed; the same seed gives the same readings", {}, 0, 1e18});
+  o.push_back({"faults", OptType::kDouble, "0", "fraction of readings with an injected fault (out of range, missing field, NaN, wrong type)", {}, 0, 1});
+  return s;
+}
+
+SourceType unbuilt(const std::string& type, const std::string& desc) {
+  return {type, false, desc, {"/sources/N", type + " source", common_source_options("device_id")}};
+}
+
+}  // namespace
+
+const std::vector<SourceType>& source_types() {
+  static const std::vector<SourceType> types = {
+      simulator_type(),
+      unbuilt("modbus_tcp", "Modbus TCP polling"),
+      unbuilt("modbus_rtu", "Modbus RTU polling over a serial line"),
+      unbuilt("mqtt", "MQTT subscription"),
+  };
+  return types;
+}
+
+const SourceType* find_source_type(const std::string& type) {
+  for (const auto& s : source_types())
+    if (s.type == type) return &s;
+  return nullptr;
+}
+
+const char* type_name(OptType t) {
+  switch (t) {
+    case OptType::kString: return "string";
+    case OptType::kUint: return "unsigned integer";
+    case OptType::kDouble: return "number";
+    case OptType::kBool: return "boolean";
+    case OptType::kEnum: return "string";
+    case OptType::kSize: return "size";
+    case OptType::kRateOrMax: return "number or \"max\"";
+    case OptType::kListen: return "\"host:port\"";
+    case OptType::kStringMap: return "object";
+    case OptType::kObject: return "object";
+    case OptType::kArray: return "array";
+  }
+  return "?";
+}
+
+std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_d = std::max<std::size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    std::vector<std::size_t> prev(c.size() + 1), cur(c.size() + 1);
+    for (std::size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= word.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= c.size(); ++j)
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (word[i - 1] == c[j - 1] ? 0 : 1)});
+      std::swap(prev, cur);
+    }
+    if (prev[c.size()] < best_d) {
+      best_d = prev[c.size()];
+      best = c;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+void render(std::string& md, const ConfigTable& t) {
+  md += "## " + t.title + "\n\n| key | type | default | description |\n|---|---|---|---|\n";
+  for (const auto& o : t.options) {
+    std::string type = type_name(o.type);
+    if (o.type == OptType::kEnum) {
+      type.clear();
+      for (const auto& a : o.allowed) type += (type.empty() ? "" : " \\| ") + ("`" + a + "`");
+    }
+    std::string def = o.required ? "required" : (o.def.empty() ? "" : "`" + o.def + "`");
+    md += "| `" + o.name + "` | " + type + " | " + def + " | " + o.description + " |\n";
+  }
+  md += "\n";
+}
+
+}  // namespace
+
+std::string config_reference_markdown() {
+  std::string md =
+      "# Config reference\n\n"
+      "Generated from the tables in `agent/config_map.cpp` (`vane config-reference`); "
+      "a test keeps this file in step with them.\n\n"
+      "The config is JSON with comments. Unknown keys are errors. Relative paths resolve "
+      "against the config file's directory.\n\n";
+  render(md, top_level_table());
+  render(md, gateway_table());
+  render(md, buffer_table());
+  render(md, kafka_table());
+  render(md, http_table());
+  md += "## sources\n\nEach source has a `type`:\n\n";
+  for (const auto& s : source_types())
+    md += "- `" + s.type + "`: " + s.description + (s.built ? "" : " (driver not in this build yet)") + "\n";
+  md += "\n";
+  for (const auto& s : source_types())
+    if (s.built) render(md, s.table);
+  return md;
+}
+
+}  // namespace vane
