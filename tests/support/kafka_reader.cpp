@@ -1,5 +1,7 @@
 #include "support/kafka_reader.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 namespace vane::test {
@@ -10,6 +12,10 @@ KafkaReader::KafkaReader(const std::string& bootstrap) {
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
   rd_kafka_conf_set(conf, "log_level", "2", err, sizeof err);
+  // assign() needs a group id even though the reader never joins the group.
+  static int n = 0;
+  const std::string group = "vane-test-reader-" + std::to_string(getpid()) + "-" + std::to_string(++n);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
   // Read what was committed, as a downstream consumer would.
   rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof err);
   rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
@@ -32,15 +38,17 @@ bool KafkaReader::assign(const std::string& topic, Deadline deadline) {
     rd_kafka_topic_destroy(t);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].partition_cnt > 0 &&
         md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      // Adds this topic's partitions, from the beginning, to what is assigned.
-      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+      // Without a group, assign() replaces the whole assignment: partitions
+      // already read resume after the last message seen, new ones start at
+      // the beginning.
       for (int i = 0; i < md->topics[0].partition_cnt; ++i)
-        rd_kafka_topic_partition_list_add(list, topic.c_str(), md->topics[0].partitions[i].id)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-      rd_kafka_error_t* aerr = rd_kafka_incremental_assign(rk_, list);
+        next_offset_[{topic, md->topics[0].partitions[i].id}] = RD_KAFKA_OFFSET_BEGINNING;
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next_offset_.size()));
+      for (const auto& [tp, off] : next_offset_)
+        rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+      const rd_kafka_resp_err_t aerr = rd_kafka_assign(rk_, list);
       rd_kafka_topic_partition_list_destroy(list);
-      if (aerr) {
-        rd_kafka_error_destroy(aerr);
+      if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_metadata_destroy(md);
         return false;
       }
@@ -83,6 +91,7 @@ std::vector<ConsumedMessage> KafkaReader::read_until(const std::vector<std::stri
           for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
             c.headers[name] = val ? std::string(static_cast<const char*>(val), size) : std::string();
         }
+        next_offset_[{c.topic, c.partition}] = c.offset + 1;
         seen_.push_back(std::move(c));
       }
       rd_kafka_message_destroy(m);

@@ -44,6 +44,7 @@ class KafkaReader {
 
   rd_kafka_t* rk_ = nullptr;
   std::set<std::string> assigned_;
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offset_;
   std::vector<ConsumedMessage> seen_;
 };
 
