@@ -208,7 +208,7 @@ int run_agent(const std::string& path) {
   }
 
   if (rc == 0) {
-    VANE_LOG_INFO("vane %s running: gateway %s, %zu sources, kafka %s, topic %s", VANE_VERSION,
+    VANE_LOG_INFO("version %s running: gateway %s, %zu sources, kafka %s, topic %s", VANE_VERSION,
                   cfg.gateway_id.c_str(), sources.size(), bootstrap.c_str(), cfg.kafka.topic.c_str());
     notify_ready();
     StatusReporter reporter(metrics, *buffer);

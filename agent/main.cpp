@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent.h"
+#include "config_map.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vane: reads sensors, checks each reading against its schema, buffers durably, forwards to Kafka"};
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   auto* stats = buffer->add_subcommand("stats", "depth, oldest reading, bytes of a buffer file (offline)");
   stats->add_option("path", buffer_path, "buffer file")->required();
 
+  auto* reference = app.add_subcommand("config-reference", "print the config reference (Markdown)");
+  reference->group("");  // for docs/CONFIG.md; not in --help
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -35,6 +39,10 @@ int main(int argc, char** argv) {
   if (*run) return vane::run_agent(config);
   if (*check) return vane::check_config(config);
   if (*stats) return vane::buffer_stats(buffer_path);
+  if (*reference) {
+    std::fputs(vane::config_reference_markdown().c_str(), stdout);
+    return 0;
+  }
   std::fprintf(stderr, "%s", app.help().c_str());
   return 2;
 }

@@ -106,6 +106,25 @@ void Pipeline::run() {
   }
 }
 
+void Pipeline::log_rejection(const Reading& r, const std::string& why) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - reject_window_ >= std::chrono::minutes(1)) {
+    if (reject_suppressed_ > 0)
+      VANE_LOG_NOTICE("%llu more rejected readings in the last minute (not logged one by one)",
+                      static_cast<unsigned long long>(reject_suppressed_));
+    reject_window_ = now;
+    reject_logged_ = 0;
+    reject_suppressed_ = 0;
+  }
+  if (reject_logged_ < kRejectLogsPerMinute) {
+    ++reject_logged_;
+    VANE_LOG_NOTICE("rejected reading from source %s, device %s: %s",
+                    r.origin ? r.origin->source.c_str() : "?", r.device_id.c_str(), why.c_str());
+  } else {
+    ++reject_suppressed_;
+  }
+}
+
 bool Pipeline::commit(std::span<Reading> in) {
   struct OriginInfo {
     SourceCounters* counters;
@@ -170,6 +189,7 @@ bool Pipeline::commit(std::span<Reading> in) {
   }
   // Per-source counts; dropped_newest rows were refused whatever their source.
   for (std::size_t i = 0; i < in.size(); ++i) {
+    if (records_[i].stream == Stream::kDeadLetter) log_rejection(in[i], records_[i].error);
     auto it = cache.find(in[i].origin);
     if (it == cache.end() || !it->second.counters) continue;
     it->second.counters->readings.fetch_add(1, std::memory_order_relaxed);

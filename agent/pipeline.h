@@ -68,6 +68,13 @@ class Pipeline final : public ReadingSink {
   std::vector<Record> records_;
   std::vector<SchemaViolation> violations_;
   bool failing_ = false;  // a buffer failure episode is under way (logged once)
+  // Rejections are logged, at most kRejectLogsPerMinute a minute; the rest
+  // are counted and summarised when the minute is over.
+  static constexpr int kRejectLogsPerMinute = 10;
+  std::chrono::steady_clock::time_point reject_window_{};
+  int reject_logged_ = 0;
+  std::uint64_t reject_suppressed_ = 0;
+  void log_rejection(const Reading& r, const std::string& why);
 };
 
 }  // namespace vane

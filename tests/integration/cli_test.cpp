@@ -1,4 +1,6 @@
 // The command line as an operator meets it: exit codes and error text.
+#include <sstream>
+
 #include "agent_test_util.h"
 
 namespace vane::test {
@@ -88,6 +90,22 @@ TEST(Cli, BufferStatsOfMissingFileFails) {
   EXPECT_EQ(o.rc, 1);
   EXPECT_NE(o.err.find(dir.path() + "/none.db"), std::string::npos) << o.err;
   EXPECT_FALSE(std::ifstream(dir.path() + "/none.db").good()) << "stats must not create the file";
+}
+
+}  // namespace
+}  // namespace vane::test
+
+namespace vane::test {
+namespace {
+
+TEST(Cli, ConfigReferenceDocIsUpToDate) {
+  TempDir dir;
+  Outcome o = run({"config-reference"}, dir);
+  ASSERT_EQ(o.rc, 0);
+  std::ifstream in(source_dir() + "/docs/CONFIG.md");
+  std::stringstream doc;
+  doc << in.rdbuf();
+  EXPECT_EQ(o.out, doc.str()) << "docs/CONFIG.md is stale: regenerate it with `vane config-reference > docs/CONFIG.md`";
 }
 
 }  // namespace
