@@ -7,12 +7,6 @@
 namespace vane {
 namespace {
 
-std::uint64_t steady_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
-}
-
 constexpr std::chrono::milliseconds kMinBackoff{250};
 constexpr std::chrono::milliseconds kMaxBackoff{30000};
 

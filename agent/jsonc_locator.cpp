@@ -4,16 +4,6 @@
 
 namespace vane {
 
-std::string pointer_token(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
-  }
-  return out;
-}
-
 void line_col_at(const std::string& text, std::size_t offset, int& line, int& col) {
   line = 1;
   col = 1;

@@ -6,6 +6,8 @@
 #include <map>
 #include <string>
 
+#include "core/json_pointer.h"
+
 namespace vane {
 
 class JsoncLocator {
@@ -21,7 +23,5 @@ class JsoncLocator {
 
 // 1-based line and column of a byte offset.
 void line_col_at(const std::string& text, std::size_t offset, int& line, int& col);
-
-std::string pointer_token(const std::string& key);  // RFC 6901 escaping
 
 }  // namespace vane

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -41,5 +42,12 @@ struct Metrics {
 };
 
 const char* to_string(UplinkState s);
+
+// Steady-clock nanoseconds, the unit of Metrics::last_progress_ns.
+inline std::uint64_t steady_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
 
 }  // namespace vane

@@ -7,16 +7,6 @@
 #include "serialize.h"
 
 namespace vane {
-namespace {
-
-std::uint64_t steady_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
-}
-
-}  // namespace
-
 Pipeline::Pipeline(Buffer& buffer, std::map<std::string, const CompiledSchema*> schemas, Metrics& metrics,
                    PipelineOptions opts, std::function<void()> on_commit)
     : buffer_(buffer),

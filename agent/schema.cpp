@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_pointer.h"
 #include "serialize.h"
 
 namespace vane {
@@ -28,16 +29,6 @@ const std::set<std::string>& annotation_keywords() {
                                           "default",  "deprecated",  "readOnly", "writeOnly",
                                           "$schema",  "$id"};
   return k;
-}
-
-std::string escape_pointer_token(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
-  }
-  return out;
 }
 
 // UTF-8 code points; JSON Schema lengths count code points, not bytes.
@@ -150,7 +141,7 @@ class Compiler {
     for (auto it = s.begin(); it != s.end(); ++it) {
       const std::string& kw = it.key();
       const json& v = it.value();
-      const std::string p = ptr + "/" + escape_pointer_token(kw);
+      const std::string p = ptr + "/" + pointer_token(kw);
       if (annotation_keywords().count(kw)) continue;
       if (kw == "type") {
         l.types = parse_types(v, p);
@@ -212,7 +203,7 @@ class Compiler {
     for (auto it = doc.begin(); it != doc.end(); ++it) {
       const std::string& kw = it.key();
       const json& v = it.value();
-      const std::string p = "/" + escape_pointer_token(kw);
+      const std::string p = "/" + pointer_token(kw);
       if (annotation_keywords().count(kw) || kw == "type") continue;
       if (kw == "properties") {
         if (!v.is_object()) {
@@ -222,7 +213,7 @@ class Compiler {
         for (auto pit = v.begin(); pit != v.end(); ++pit) {
           CompiledSchema::Impl::Property prop;
           prop.name = pit.key();
-          prop.pointer = "/" + escape_pointer_token(pit.key());
+          prop.pointer = "/" + pointer_token(pit.key());
           prop.leaf = leaf(pit.value(), p + prop.pointer);
           impl->properties.push_back(std::move(prop));
         }

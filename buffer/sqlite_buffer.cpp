@@ -169,6 +169,19 @@ Status SqliteBuffer::init() {
   return Status::ok();
 }
 
+int SqliteBuffer::delete_row(std::uint64_t seq, std::uint64_t& size) {
+  sqlite3_stmt* d = delete_.get();
+  Reset reset{d};
+  sqlite3_bind_int64(d, 1, static_cast<sqlite3_int64>(seq));
+  int rc = sqlite3_step(d);
+  size = 0;
+  if (rc == SQLITE_ROW) {
+    size = static_cast<std::uint64_t>(sqlite3_column_int64(d, 0));
+    rc = sqlite3_step(d);
+  }
+  return rc;
+}
+
 Result<std::size_t> SqliteBuffer::make_room(std::uint64_t need) {
   std::size_t dropped = 0;
   while (bytes_ + need > opts_.max_bytes) {
@@ -188,17 +201,12 @@ Result<std::size_t> SqliteBuffer::make_room(std::uint64_t need) {
     sqlite3_reset(s);
     if (victims.empty()) break;  // only in-flight rows left: nothing droppable
     for (std::uint64_t seq : victims) {
-      sqlite3_stmt* d = delete_.get();
-      Reset rd{d};
-      sqlite3_bind_int64(d, 1, static_cast<sqlite3_int64>(seq));
-      rc = sqlite3_step(d);
-      if (rc == SQLITE_ROW) {
-        bytes_ -= static_cast<std::uint64_t>(sqlite3_column_int64(d, 0));
-        --rows_;
-        ++dropped;
-        rc = sqlite3_step(d);
-      }
+      std::uint64_t size = 0;
+      rc = delete_row(seq, size);
       if (rc != SQLITE_DONE) return error("drop oldest row", rc);
+      bytes_ -= std::min(bytes_, size);
+      --rows_;
+      ++dropped;
     }
   }
   return dropped;
@@ -332,14 +340,11 @@ Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
   if (rc != SQLITE_DONE) return error("begin", rc);
   std::uint64_t freed = 0, deleted = 0;
   for (std::uint64_t seq : seqs) {
-    sqlite3_stmt* d = delete_.get();
-    Reset reset{d};
-    sqlite3_bind_int64(d, 1, static_cast<sqlite3_int64>(seq));
-    rc = sqlite3_step(d);
-    if (rc == SQLITE_ROW) {
-      freed += static_cast<std::uint64_t>(sqlite3_column_int64(d, 0));
+    std::uint64_t size = 0;
+    rc = delete_row(seq, size);
+    if (rc == SQLITE_DONE && size > 0) {
+      freed += size;
       ++deleted;
-      rc = sqlite3_step(d);
     }
     if (rc != SQLITE_DONE) {
       Status s = error("delete acknowledged row", rc);

@@ -53,6 +53,9 @@ class SqliteBuffer final : public Buffer {
   Status exec(const char* sql);
   Status error(const char* what, int rc) const;
   Status read_row(sqlite3_stmt* s, StoredRecord& out);
+  // Deletes one row; `size` is its accounted size, 0 when it was not there.
+  // Returns the SQLite result code (SQLITE_DONE on success).
+  int delete_row(std::uint64_t seq, std::uint64_t& size);
   // Deletes oldest droppable rows until `need` bytes fit; returns rows dropped.
   Result<std::size_t> make_room(std::uint64_t need);
 
