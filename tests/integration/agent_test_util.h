@@ -27,30 +27,34 @@ inline void write_file(const std::string& path, const std::string& text) {
 // A config for one simulator source; `extra_source` is spliced into the
 // source object, e.g. R"("faults": 0.1,)".
 inline std::string sim_config(const std::string& buffer_path, const std::string& brokers,
-                              const std::string& sim_knobs, const std::string& buffer_extra = "") {
+                              const std::string& sim_knobs, const std::string& buffer_extra = "",
+                              const std::string& kafka_extra = "") {
   return std::string("// written by the test\n{\n") +
          "  \"gateway\": { \"id\": \"gw-test\" },\n"
          "  \"buffer\": { \"path\": \"" + buffer_path + "\"" + buffer_extra + " },\n"
          "  \"kafka\": { \"brokers\": \"" + brokers + "\", \"topic\": \"telemetry\",\n"
-         "             \"dead_letter_topic\": \"telemetry.dlq\", \"shutdown_timeout_ms\": 3000 },\n"
+         "             \"dead_letter_topic\": \"telemetry.dlq\", \"shutdown_timeout_ms\": 3000" + kafka_extra + " },\n"
          "  \"schemas\": { \"turbine\": \"" + source_dir() + "/examples/schemas/turbine.schema.json\" },\n"
          "  \"sources\": [ { \"name\": \"sim\", \"type\": \"simulator\", \"model\": \"turbine\",\n"
          "                 \"schema\": \"turbine\", " + sim_knobs + " } ]\n"
          "}\n";
 }
 
-// Runs `vane buffer stats PATH`; returns the "rows:" figure or -1.
-inline long buffer_rows(const std::string& path) {
+// Runs `vane buffer stats PATH`; returns the figure after `field` ("rows:",
+// "next seq:") or -1.
+inline long buffer_stat(const std::string& path, const std::string& field) {
   ChildProcess p({vane_bin(), "buffer", "stats", path});
   long rows = -1;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (auto line = p.read_line(deadline)) {
-    if (line->rfind("rows:", 0) == 0) rows = std::stol(line->substr(5));
+    if (line->rfind(field, 0) == 0) rows = std::stol(line->substr(field.size()));
   }
   auto rc = p.wait_exit(deadline);
   if (!rc || *rc != 0) return -1;
   return rows;
 }
+
+inline long buffer_rows(const std::string& path) { return buffer_stat(path, "rows:"); }
 
 inline std::uint64_t seq_of(const ConsumedMessage& m) {
   auto it = m.headers.find("vane-seq");
