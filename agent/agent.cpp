@@ -238,8 +238,11 @@ int run_agent(const std::string& path) {
   forwarder.stop();
   const BufferStats st = buffer->stats();
   VANE_LOG_INFO("stopped: %" PRIu64 " readings in, %" PRIu64 " delivered, %" PRIu64 " rejected, %" PRIu64
-                " rows left in the buffer",
-                metrics.readings_in.load(), metrics.delivered.load(), metrics.rejected.load(), st.rows);
+                " dropped, %" PRIu64 " rows left in the buffer",
+                metrics.readings_in.load(), metrics.delivered.load(), metrics.rejected.load(),
+                metrics.dropped_oldest.load() + metrics.dropped_newest.load() +
+                    metrics.dropped_ingest_timeout.load(),
+                st.rows);
   return rc;
 }
 

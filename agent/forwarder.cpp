@@ -43,20 +43,24 @@ void Forwarder::stop() {
 }
 
 void Forwarder::settle(std::vector<Delivery>& deliveries) {
+  std::string first_error;
   for (Delivery& d : deliveries) {
     if (in_flight_ > 0) --in_flight_;
     if (d.ok) {
       acks_.push_back(d.seq);
     } else {
+      if (failed_.empty()) first_error = d.error;
       failed_.push_back(d.seq);
       metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-      VANE_LOG_DEBUG("delivery of seq %llu failed: %s", static_cast<unsigned long long>(d.seq),
-                     d.error.c_str());
     }
   }
   deliveries.clear();
   flush_acks();
   if (!failed_.empty()) {
+    // Logged once per failure episode: the rows stay buffered and are retried.
+    if (backoff_.count() == 0)
+      VANE_LOG_WARN("kafka: delivery of %zu rows failed (%s); they stay buffered and are retried",
+                    failed_.size(), first_error.c_str());
     buffer_.release(failed_);
     failed_.clear();
     backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);

@@ -191,6 +191,14 @@ bool Pipeline::commit(std::span<Reading> in) {
   metrics_.readings_in.fetch_add(in.size(), std::memory_order_relaxed);
   metrics_.accepted.fetch_add(accepted, std::memory_order_relaxed);
   metrics_.rejected.fetch_add(rejected, std::memory_order_relaxed);
+  const std::size_t dropped = res->dropped_newest + res->dropped_oldest;
+  if (dropped > 0 && !dropping_) {
+    VANE_LOG_WARN("buffer full (buffer.max_bytes): the overflow policy drops readings; every drop is counted");
+    dropping_ = true;
+  } else if (dropped == 0 && dropping_) {
+    VANE_LOG_NOTICE("buffer below its cap again: no more drops");
+    dropping_ = false;
+  }
   metrics_.dropped_newest.fetch_add(res->dropped_newest, std::memory_order_relaxed);
   metrics_.dropped_oldest.fetch_add(res->dropped_oldest, std::memory_order_relaxed);
   if (res->appended > 0) {

@@ -67,7 +67,8 @@ class Pipeline final : public ReadingSink {
   // Writer-thread state.
   std::vector<Record> records_;
   std::vector<SchemaViolation> violations_;
-  bool failing_ = false;  // a buffer failure episode is under way (logged once)
+  bool failing_ = false;   // a buffer failure episode is under way (logged once)
+  bool dropping_ = false;  // the cap is dropping readings (logged once per episode)
   // Rejections are logged, at most kRejectLogsPerMinute a minute; the rest
   // are counted and summarised when the minute is over.
   static constexpr int kRejectLogsPerMinute = 10;
