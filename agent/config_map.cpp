@@ -62,7 +62,7 @@ const ConfigTable& kafka_table() {
 
 const ConfigTable& http_table() {
   static const ConfigTable t{"/http", "http", {
-      {"listen", OptType::kListen, "127.0.0.1:9464", "host:port of the local HTTP endpoint; \"\" or false disables it"},
+      {"listen", OptType::kListen, "127.0.0.1:9464", "host:port of the local HTTP endpoint (metrics, health); \"\" or false disables it. Validated, not yet served by this version"},
   }};
   return t;
 }

@@ -1,6 +1,9 @@
 #include "buffer/sqlite_buffer.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -66,6 +69,7 @@ SqliteBuffer::~SqliteBuffer() {
   rollback_.reset();
   oldest_.reset();
   db_.reset();
+  if (lock_fd_ >= 0) close(lock_fd_);
 }
 
 Status SqliteBuffer::error(const char* what, int rc) const {
@@ -92,6 +96,11 @@ Result<std::unique_ptr<SqliteBuffer>> SqliteBuffer::open(const SqliteBufferOptio
 }
 
 Status SqliteBuffer::init() {
+  const std::string lock_path = opts_.path + ".lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Status::io_error(lock_path + ": cannot create lock file: " + std::strerror(errno));
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return Status::busy(opts_.path + ": buffer is in use by another vane process");
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(opts_.path.c_str(), &raw,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);

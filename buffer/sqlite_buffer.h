@@ -24,7 +24,9 @@ struct SqliteBufferOptions {
 class SqliteBuffer final : public Buffer {
  public:
   // Opens or creates the buffer. An unwritable path, a file that is not a
-  // vane buffer or a corrupt one gives a Status naming the path.
+  // vane buffer or a corrupt one gives a Status naming the path. One process
+  // at a time: a second open of the same path fails while the first holds
+  // its lock file (PATH.lock), since two writers would hand out the same seqs.
   static Result<std::unique_ptr<SqliteBuffer>> open(const SqliteBufferOptions& opts);
   // Read-only inspection of a buffer file (e.g. while vane runs); never
   // creates the file.
@@ -60,6 +62,7 @@ class SqliteBuffer final : public Buffer {
   Result<std::size_t> make_room(std::uint64_t need);
 
   SqliteBufferOptions opts_;
+  int lock_fd_ = -1;  // flock'ed PATH.lock, held for the buffer's lifetime
   std::mutex mu_;
   // Everything below is guarded by mu_.
   Db db_;

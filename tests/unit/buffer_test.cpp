@@ -229,6 +229,19 @@ TEST(Buffer, InspectOfMissingFileFailsAndDoesNotCreateIt) {
   EXPECT_FALSE(std::ifstream(path).good());
 }
 
+TEST(Buffer, OneWriterAtATime) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  auto first = open_buffer(path);
+  auto second = SqliteBuffer::open({path, 1 << 20, Overflow::kDropOldest, SyncLevel::kNormal});
+  ASSERT_FALSE(second.is_ok());
+  EXPECT_EQ(second.status().message(), path + ": buffer is in use by another vane process");
+  // Readers are fine while it runs.
+  EXPECT_TRUE(SqliteBuffer::inspect(path).is_ok());
+  first.reset();
+  EXPECT_TRUE(SqliteBuffer::open({path, 1 << 20, Overflow::kDropOldest, SyncLevel::kNormal}).is_ok());
+}
+
 TEST(Buffer, AllSyncLevelsWork) {
   for (SyncLevel s : {SyncLevel::kOff, SyncLevel::kNormal, SyncLevel::kFull}) {
     TempDir d;
