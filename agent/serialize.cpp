@@ -32,6 +32,11 @@ void put_digits(char* p, unsigned v, int n) {
 }  // namespace
 
 void append_timestamp(TimePoint t, std::string& out) {
+  char buf[kTimestampLength];
+  out.append(buf, format_timestamp(t, buf));
+}
+
+std::size_t format_timestamp(TimePoint t, char* buf) {
   const std::int64_t us = t.time_since_epoch().count();
   std::int64_t secs = us / 1000000;
   std::int64_t frac = us % 1000000;
@@ -48,7 +53,6 @@ void append_timestamp(TimePoint t, std::string& out) {
   int y;
   unsigned m, d;
   civil_from_days(days, y, m, d);
-  char buf[32];
   if (y < 0 || y > 9999) y = y < 0 ? 0 : 9999;  // RFC 3339 has four-digit years
   put_digits(buf, static_cast<unsigned>(y), 4);
   buf[4] = '-';
@@ -64,7 +68,7 @@ void append_timestamp(TimePoint t, std::string& out) {
   buf[19] = '.';
   put_digits(buf + 20, static_cast<unsigned>(frac), 6);
   buf[26] = 'Z';
-  out.append(buf, 27);
+  return kTimestampLength;
 }
 
 std::string format_timestamp(TimePoint t) {

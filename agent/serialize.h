@@ -12,6 +12,9 @@ namespace vane {
 
 // "2026-11-24T18:26:00.123456Z"
 void append_timestamp(TimePoint t, std::string& out);
+// The same into buf (at least kTimestampLength bytes); returns the length.
+inline constexpr std::size_t kTimestampLength = 27;
+std::size_t format_timestamp(TimePoint t, char* buf);
 std::string format_timestamp(TimePoint t);
 // Shortest round-trip form; NaN and infinities (not representable in JSON) become null.
 void append_json_number(double v, std::string& out);

@@ -119,11 +119,11 @@ TEST(Schema, EnumIntegerMultipleOfAndLengths) {
 
 TEST(Schema, UnsupportedKeywordIsACompileErrorWithLocation) {
   auto doc = turbine_schema();
-  doc["properties"]["wind_speed"]["anyOf"] = json::array();
+  doc["properties"]["wind_speed"]["items"] = json::array();
   auto s = CompiledSchema::compile(doc, "turbine", "turbine.schema.json");
   ASSERT_FALSE(s.is_ok());
   EXPECT_EQ(s.status().message(),
-            "turbine.schema.json: /properties/wind_speed/anyOf: unsupported keyword \"anyOf\"");
+            "turbine.schema.json: /properties/wind_speed/items: unsupported keyword \"items\"");
   doc = turbine_schema();
   doc["properties"]["label"]["format"] = "email";
   s = CompiledSchema::compile(doc, "turbine", "t.json");
