@@ -1,11 +1,28 @@
 // The edge schema check and the message value it guards.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <nlohmann/json.hpp>
 
 #include "schema.h"
 #include "serialize.h"
+
+// Counts heap allocations, to hold the validator to "nothing per field".
+static std::atomic<long> g_allocations{0};
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+// GCC cannot see that operator new above is malloc-based.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace vane {
 namespace {
@@ -59,6 +76,81 @@ TEST(Schema, ValidReadingPasses) {
   std::vector<SchemaViolation> v;
   EXPECT_TRUE(s->validate(reading({{"wind_speed", 7.5}, {"power_output", std::int64_t{1200}}}), v));
   EXPECT_TRUE(v.empty());
+}
+
+TEST(Schema, ValidReadingAllocatesNothing) {
+  auto doc = turbine_schema();
+  doc["properties"]["label"]["pattern"] = "^[a-z]+$";
+  auto s = compile(doc);
+  Reading r = reading({{"wind_speed", 7.5}, {"power_output", 1200.0}, {"status", std::string("ok")},
+                       {"count", std::int64_t{4}}, {"label", std::string("abc")}});
+  std::vector<SchemaViolation> v;
+  v.reserve(8);
+  ASSERT_TRUE(s->validate(r, v));  // the first call on a thread sets up regex match data
+  const long before = g_allocations.load();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(s->validate(r, v));
+  EXPECT_EQ(g_allocations.load() - before, 0);
+  // The counter does count: a rejection builds its message.
+  r.fields[0].value = 99.0;
+  EXPECT_FALSE(s->validate(r, v));
+  EXPECT_GT(g_allocations.load() - before, 0);
+}
+
+TEST(Schema, RefsCombinatorsAndNestedJson) {
+  auto doc = json::parse(R"({
+    "$defs": { "pct": { "type": "number", "minimum": 0, "maximum": 100 } },
+    "type": "object",
+    "properties": {
+      "humidity": { "$ref": "#/$defs/pct" },
+      "unit": { "oneOf": [ { "const": "C" }, { "const": "F" } ] },
+      "value": { "anyOf": [ { "type": "number" }, { "type": "null" } ] },
+      "mode": { "not": { "enum": ["off"] } },
+      "location": { "type": "object", "required": ["latitude"],
+                    "properties": { "latitude": { "minimum": -90, "maximum": 90 } } }
+    }
+  })");
+  auto s = compile(doc);
+  auto m = messages(*s, reading({{"humidity", 101.0}, {"unit", std::string("K")}, {"value", std::string("x")},
+                                 {"mode", std::string("off")}}));
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0], "/humidity: 101 > maximum 100");
+  EXPECT_EQ(m[1], "/unit: matches 0 of the oneOf schemas, must match exactly one");
+  EXPECT_EQ(m[2], "/value: matches none of the anyOf schemas");
+  EXPECT_EQ(m[3], "/mode: must not match the \"not\" schema");
+  std::vector<SchemaViolation> v;
+  EXPECT_FALSE(s->validate(json::parse(R"({"location": {"latitude": 91}})"), v));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].message, "/location/latitude: 91 > maximum 90");
+}
+
+TEST(Schema, BadRefsAreCompileErrors) {
+  auto err = [](const char* text) {
+    auto s = CompiledSchema::compile(json::parse(text), "x", "x.json");
+    return s ? std::string("compiled") : s.status().message();
+  };
+  EXPECT_EQ(err(R"({"properties": {"a": {"$ref": "#/$defs/nope"}}})"),
+            "x.json: /properties/a/$ref: $ref \"#/$defs/nope\" points to nothing");
+  EXPECT_EQ(err(R"({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}})"),
+            "x.json: /$defs/a: cyclic $ref: this schema refers back to itself without descending into a property");
+  EXPECT_EQ(err(R"({"allOf": [{"$ref": "#"}]})"),
+            "x.json: /: cyclic $ref: this schema refers back to itself without descending into a property");
+  EXPECT_EQ(err(R"({"$ref": "other.json#/x"})"),
+            "x.json: /$ref: $ref \"other.json#/x\": only local references (\"#...\") are supported");
+  std::string deep = "{\"type\":\"object\"}";
+  for (int i = 0; i < 80; ++i) deep = "{\"properties\":{\"a\":" + deep + "}}";
+  EXPECT_NE(err(deep.c_str()).find("nested deeper than 64 levels"), std::string::npos);
+  EXPECT_EQ(err(R"({"type": "string"})"), "x.json: /type: the schema of a reading must admit an object");
+}
+
+TEST(Schema, RecursiveSchemaOnDeepInstanceIsBounded) {
+  auto s = CompiledSchema::compile(json::parse(R"({"properties": {"a": {"$ref": "#"}}})"), "x", "x.json");
+  ASSERT_TRUE(s.is_ok()) << s.status().message();
+  json inst = json::object();
+  for (int i = 0; i < 500; ++i) inst = json{{"a", inst}};
+  std::vector<SchemaViolation> v;
+  EXPECT_FALSE(s.value()->validate(inst, v));
+  ASSERT_FALSE(v.empty());
+  EXPECT_EQ(v[0].rule, std::string("depth"));
 }
 
 TEST(Schema, MaximumNamesFieldValueAndLimit) {
