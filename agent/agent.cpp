@@ -235,6 +235,19 @@ int run_agent(const std::string& path) {
   notify_stopping();
   for (auto& s : sources) s->stop();
   pipeline.stop();
+  for (auto& s : sources) {
+    const std::string summary = s->summary();
+    if (!summary.empty()) VANE_LOG_INFO("source %s: %s", s->name().c_str(), summary.c_str());
+    const SourceCounters& c = metrics.source(s->name());
+    std::string by_rule;
+    for (std::size_t i = 0; i < schema_rules().size() && i < kMaxRules; ++i) {
+      if (const std::uint64_t n = c.rejected_by_rule[i].load())
+        by_rule += std::string(by_rule.empty() ? "" : ", ") + schema_rules()[i] + " " + std::to_string(n);
+    }
+    VANE_LOG_INFO("source %s: %" PRIu64 " accepted, %" PRIu64 " rejected%s%s", s->name().c_str(),
+                  c.accepted.load(), c.rejected.load(), by_rule.empty() ? "" : " (by rule: ",
+                  by_rule.empty() ? "" : (by_rule + ")").c_str());
+  }
   forwarder.stop();
   const BufferStats st = buffer->stats();
   VANE_LOG_INFO("stopped: %" PRIu64 " readings in, %" PRIu64 " delivered, %" PRIu64 " rejected, %" PRIu64

@@ -3,6 +3,7 @@
 // an atomic written by one component and read by any thread.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -14,10 +15,15 @@ namespace vane {
 
 using Counter = std::atomic<std::uint64_t>;
 
+// Rejections are counted per rule; index i is schema_rules()[i].
+inline constexpr std::size_t kMaxRules = 32;
+
 struct SourceCounters {
   Counter readings{0};   // handed to the pipeline
   Counter accepted{0};   // passed the schema check and committed to the buffer
   Counter rejected{0};   // failed the schema check: committed as dead letters
+  // Readings rejected with at least one violation of rule i.
+  std::array<Counter, kMaxRules> rejected_by_rule{};
 };
 
 enum class UplinkState { kConnecting = 0, kUp = 1, kDown = 2 };

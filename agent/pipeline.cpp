@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <cstring>
 #include <optional>
 #include <unordered_map>
 
@@ -96,6 +97,13 @@ void Pipeline::run() {
   }
 }
 
+std::uint32_t Pipeline::rule_bit(const char* rule) {
+  const auto& rules = schema_rules();
+  for (std::size_t i = 0; i < rules.size() && i < kMaxRules; ++i)
+    if (std::strcmp(rules[i], rule) == 0) return 1u << i;
+  return 0;
+}
+
 void Pipeline::log_rejection(const Reading& r, const std::string& why) {
   const auto now = std::chrono::steady_clock::now();
   if (now - reject_window_ >= std::chrono::minutes(1)) {
@@ -122,6 +130,7 @@ bool Pipeline::commit(std::span<Reading> in) {
   };
   static thread_local std::unordered_map<const Origin*, OriginInfo> cache;
   records_.resize(in.size());
+  rule_masks_.assign(in.size(), 0);
   std::size_t accepted = 0, rejected = 0;
   for (std::size_t i = 0; i < in.size(); ++i) {
     Reading& r = in[i];
@@ -147,9 +156,11 @@ bool Pipeline::commit(std::span<Reading> in) {
     bool ok = r.source_error.empty();
     if (!ok) {
       rec.error = r.source_error;
+      rule_masks_[i] = rule_bit("source");
     } else if (it->second.schema && !it->second.schema->validate(r, violations_)) {
       ok = false;
       rec.error = join_violations(violations_);
+      for (const SchemaViolation& v : violations_) rule_masks_[i] |= rule_bit(v.rule);
     }
     if (ok) {
       rec.stream = Stream::kTelemetry;
@@ -185,8 +196,11 @@ bool Pipeline::commit(std::span<Reading> in) {
     it->second.counters->readings.fetch_add(1, std::memory_order_relaxed);
     if (records_[i].stream == Stream::kTelemetry)
       it->second.counters->accepted.fetch_add(1, std::memory_order_relaxed);
-    else
+    else {
       it->second.counters->rejected.fetch_add(1, std::memory_order_relaxed);
+      for (std::size_t b = 0; b < kMaxRules; ++b)
+        if (rule_masks_[i] & (1u << b)) it->second.counters->rejected_by_rule[b].fetch_add(1, std::memory_order_relaxed);
+    }
   }
   metrics_.readings_in.fetch_add(in.size(), std::memory_order_relaxed);
   metrics_.accepted.fetch_add(accepted, std::memory_order_relaxed);

@@ -67,6 +67,7 @@ class Pipeline final : public ReadingSink {
   // Writer-thread state.
   std::vector<Record> records_;
   std::vector<SchemaViolation> violations_;
+  std::vector<std::uint32_t> rule_masks_;  // per record: bit i = schema_rules()[i] violated
   bool failing_ = false;   // a buffer failure episode is under way (logged once)
   bool dropping_ = false;  // the cap is dropping readings (logged once per episode)
   // Rejections are logged, at most kRejectLogsPerMinute a minute; the rest
@@ -76,6 +77,7 @@ class Pipeline final : public ReadingSink {
   int reject_logged_ = 0;
   std::uint64_t reject_suppressed_ = 0;
   void log_rejection(const Reading& r, const std::string& why);
+  static std::uint32_t rule_bit(const char* rule);
 };
 
 }  // namespace vane

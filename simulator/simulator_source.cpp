@@ -43,6 +43,7 @@ Reading SimulatorSource::make_reading(std::size_t i, TimePoint t, double dt_s) {
   r.fields.push_back({kTemp, s.temperature});
   r.fields.push_back({kVib, s.vibration});
   if (opts_.faults > 0 && tb.uniform() < opts_.faults) {
+    faults_injected_.fetch_add(1, std::memory_order_relaxed);
     const double pick = tb.uniform();
     if (pick < 0.25) {
       // Out of range: a gust the anemometer cannot have seen, or negative power.
@@ -57,6 +58,11 @@ Reading SimulatorSource::make_reading(std::size_t i, TimePoint t, double dt_s) {
     }
   }
   return r;
+}
+
+std::string SimulatorSource::summary() const {
+  return std::to_string(produced_.load()) + " readings, " + std::to_string(faults_injected_.load()) +
+         " with injected faults, " + std::to_string(skipped_.load()) + " ticks skipped";
 }
 
 Status SimulatorSource::start(ReadingSink& sink) {

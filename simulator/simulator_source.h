@@ -39,9 +39,12 @@ class SimulatorSource final : public Source {
   void resume() override;
   void stop() override;
   bool finished() const override { return finished_.load(); }
+  // "N readings, M with injected faults": the simulator's own tally.
+  std::string summary() const override;
 
   std::uint64_t produced() const { return produced_.load(); }
   std::uint64_t skipped_ticks() const { return skipped_.load(); }
+  std::uint64_t faults_injected() const { return faults_injected_.load(); }
 
   // One reading of turbine `i` at time `t`, fault applied by the model's
   // stream. Public for tests.
@@ -62,6 +65,7 @@ class SimulatorSource final : public Source {
   std::atomic<bool> finished_{false};
   std::atomic<std::uint64_t> produced_{0};
   std::atomic<std::uint64_t> skipped_{0};
+  std::atomic<std::uint64_t> faults_injected_{0};
 };
 
 }  // namespace vane

@@ -66,7 +66,9 @@ TurbineSample Turbine::step(double dt) {
   wind_ += theta * (mean_wind_ - wind_) * dt + sigma * std::sqrt(dt) * normal();
   if (uniform() < 0.002 * dt) gust_ += 4.0 + 6.0 * uniform();
   gust_ *= std::exp(-dt / 8.0);
-  const double wind = std::max(0.0, wind_ + gust_);
+  // Clamped below the 30 m/s the fleet's schema allows: the model never
+  // produces invalid data by itself, so injected faults are the only rejects.
+  const double wind = std::clamp(wind_ + gust_, 0.0, 29.9);
 
   const double power = std::max(0.0, power_curve_kw(wind) * (1.0 + 0.01 * normal()));
   const double load = power / kRatedKw;

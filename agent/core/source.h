@@ -43,6 +43,8 @@ class Source {
   virtual void stop() = 0;
   // True once a finite source (simulator with a limit) has produced everything.
   virtual bool finished() const { return false; }
+  // One line for the log at stop: what the source did ("" for nothing).
+  virtual std::string summary() const { return ""; }
 };
 
 }  // namespace vane

@@ -114,9 +114,9 @@ TEST_F(AgentE2E, BrokerOutageBuffersAndLosesNothing) {
   stop_vane(*vane);
 }
 
-TEST_F(AgentE2E, RejectedReadingsGoToDeadLetterTopicWithReason) {
-  constexpr std::size_t kN = 3000;
-  auto vane = start_vane(R"("devices": 5, "rate": 3000, "limit": 3000, "faults": 0.1)");
+TEST_F(AgentE2E, ExactlyTheInvalidReadingsGoToTheDeadLetterTopic) {
+  constexpr std::size_t kN = 4000;
+  auto vane = start_vane(R"("devices": 5, "rate": 4000, "limit": 4000, "faults": 0.05)");
   KafkaReader reader(bootstrap_);
   std::vector<ConsumedMessage> all;
   ASSERT_TRUE(wait_until(
@@ -126,27 +126,45 @@ TEST_F(AgentE2E, RejectedReadingsGoToDeadLetterTopicWithReason) {
       },
       60s))
       << all.size() << " of " << kN << "\n" << vane->captured_stderr();
+  stop_vane(*vane);
+
+  // The simulator's own tally, from its summary line at stop.
+  const std::string log = vane->captured_stderr();
+  const auto at = log.find("source sim: 4000 readings, ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::size_t injected = std::stoul(log.substr(at + std::string("source sim: 4000 readings, ").size()));
+
   // One seq space over both topics: together gap-free, nothing twice.
   const SeqCheck c = check_seqs(all);
   EXPECT_EQ(c.distinct, kN);
   EXPECT_EQ(c.duplicates, 0u);
   EXPECT_EQ(c.missing, 0u);
-  std::size_t dlq = 0;
+
+  auto schema = CompiledSchema::load("turbine", source_dir() + "/examples/schemas/turbine.schema.json");
+  ASSERT_TRUE(schema.is_ok()) << schema.status().message();
+  std::size_t dlq = 0, telemetry = 0;
   for (const auto& m : all) {
-    if (m.topic != "telemetry.dlq") {
+    std::vector<SchemaViolation> v;
+    const bool valid = schema.value()->validate(json::parse(m.value), v);
+    if (m.topic == "telemetry") {
+      ++telemetry;
+      EXPECT_TRUE(valid) << "invalid reading on the telemetry topic: " << m.value << ": " << join_violations(v);
       EXPECT_EQ(m.headers.count("vane-error"), 0u);
       continue;
     }
     ++dlq;
+    EXPECT_FALSE(valid) << "valid reading on the dead-letter topic: " << m.value;
     ASSERT_EQ(m.headers.count("vane-error"), 1u);
     const std::string& err = m.headers.at("vane-error");
     EXPECT_EQ(err.front(), '/') << err;  // names the field first
     EXPECT_EQ(m.headers.at("vane-schema"), "turbine");
     EXPECT_EQ(m.headers.at("vane-source"), "sim");
   }
-  EXPECT_GT(dlq, kN / 20);  // ~10% injected faults
-  EXPECT_LT(dlq, kN / 5);
-  stop_vane(*vane);
+  EXPECT_EQ(dlq, injected);
+  EXPECT_EQ(telemetry, kN - injected);
+  EXPECT_GT(injected, kN / 40);  // ~5%
+  EXPECT_LT(injected, kN / 10);
+  std::printf("faults: %zu injected, %zu on the dead-letter topic, %zu on telemetry\n", injected, dlq, telemetry);
 }
 
 TEST_F(AgentE2E, SequenceContinuesAcrossRestart) {

@@ -262,3 +262,37 @@ TEST(Serialize, TimestampsAcrossEpochs) {
 
 }  // namespace
 }  // namespace vane
+
+namespace vane {
+namespace {
+
+TEST(ShippedSchemas, CompileAndCheckTheirReadings) {
+  auto turbine = CompiledSchema::load("turbine", std::string(VANE_SOURCE_DIR) + "/examples/schemas/turbine.schema.json");
+  ASSERT_TRUE(turbine.is_ok()) << turbine.status().message();
+  auto env = CompiledSchema::load("environment", std::string(VANE_SOURCE_DIR) + "/examples/schemas/environment.schema.json");
+  ASSERT_TRUE(env.is_ok()) << env.status().message();
+
+  std::vector<SchemaViolation> v;
+  EXPECT_TRUE(turbine.value()->validate(reading({{"wind_speed", 12.0}, {"pitch_angle", 1.0}, {"power_output", 3600.0},
+                                                 {"temperature", 40.0}, {"vibration", 0.4}}), v))
+      << join_violations(v);
+  v.clear();
+  EXPECT_FALSE(turbine.value()->validate(reading({{"wind_speed", 41.2}, {"pitch_angle", 1.0}, {"power_output", 3600.0},
+                                                  {"temperature", 40.0}, {"vibration", 0.4}}), v));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].message, "/wind_speed: 41.2 > maximum 30");
+
+  static const Origin kEnv{"env", "environment", "sensor_id"};
+  Reading r;
+  r.origin = &kEnv;
+  r.device_id = "S-17";
+  r.timestamp = TimePoint(Micros(1764000000000000));
+  r.fields = {{"temperature", 21.5}, {"humidity", 104.0}, {"status", std::string("ok")}, {"latitude", 53.5}};
+  v.clear();
+  EXPECT_FALSE(env.value()->validate(r, v));
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].message, "/humidity: 104 > maximum 100");
+}
+
+}  // namespace
+}  // namespace vane
