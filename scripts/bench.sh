@@ -1,0 +1,27 @@
+#!/bin/sh
+# Runs the benchmarks (tests/bench/) on a release-like build and prints the
+# figures and ratios as Markdown for docs/BENCHMARKS.md.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DVANE_BUILD_TESTS=ON
+B=${BUILD_DIR:-build}
+out=$(mktemp)
+"$B/tests/bench/schema_bench" --benchmark_min_time=2 --benchmark_repetitions=3 \
+  --benchmark_report_aggregates_only=true --benchmark_format=json > "$out"
+python3 - "$out" <<'PY'
+import json, sys, platform, datetime, os
+r = json.load(open(sys.argv[1]))
+med = {b["run_name"]: b["cpu_time"] for b in r["benchmarks"] if b.get("aggregate_name") == "median"}
+vane, base = med["BM_VaneCompiledSchema"], med["BM_TreeWalkingBaseline"]
+cpu = r["context"].get("host_name", "?"), r["context"]["num_cpus"], r["context"]["mhz_per_cpu"]
+print(f"### Schema check, {datetime.date.today()} ({platform.machine()}, {cpu[1]} cores @ {cpu[2]} MHz)")
+print()
+print("| benchmark | ns per reading (median of 3) |")
+print("|---|---|")
+print(f"| vane compiled schema on the Reading | {vane:.0f} |")
+print(f"| baseline: reading -> nlohmann::json, tree-walking validator | {base:.0f} |")
+print()
+print(f"Ratio baseline / vane: **{base / vane:.1f}x** (same run).")
+PY
+rm -f "$out"
