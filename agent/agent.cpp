@@ -11,7 +11,7 @@
 #include "config.h"
 #include "forwarder.h"
 #include "kafka_uplink.h"
-#include "log.h"
+#include "core/log.h"
 #include "metrics.h"
 #include "notify.h"
 #include "pipeline.h"
@@ -92,6 +92,10 @@ int check_config(const std::string& path) {
   if (!compile_schemas(load.config, schemas)) return 2;
   std::printf("%s: OK (%zu sources, %zu schemas)\n", path.c_str(), load.config.sources.size(),
               schemas.size());
+  for (const auto& s : load.config.sources) {
+    const std::string d = describe_source(s);
+    if (!d.empty()) std::printf("source %s (%s): %s", s.name.c_str(), s.type.c_str(), d.c_str());
+  }
   return 0;
 }
 

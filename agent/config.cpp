@@ -371,6 +371,11 @@ class Loader {
         continue;
       }
       check_table(s, ptr, st->table);
+      if (st->validate) {
+        std::vector<std::pair<std::string, std::string>> driver_errors;
+        st->validate(s, ptr, driver_errors);
+        for (auto& [p, msg] : driver_errors) error(p, msg);
+      }
       if (s.contains("name") && s["name"].is_string()) sc.name = s["name"];
       if (!sc.name.empty() && !names.insert(sc.name).second)
         error(ptr + "/name", "duplicate source name \"" + sc.name + "\"");

@@ -2,6 +2,12 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
+#ifdef VANE_HAVE_DRIVER_MODBUS
+#include "modbus/modbus_source.h"
+#endif
+
 namespace vane {
 
 const ConfigOption* ConfigTable::find(const std::string& name) const {
@@ -79,7 +85,8 @@ std::vector<ConfigOption> common_source_options(const std::string& device_field_
 }
 
 SourceType simulator_type() {
-  SourceType s{"simulator", true, "built-in wind-turbine simulator", {"/sources/N", "simulator source", common_source_options("turbine_id")}};
+  SourceType s{"simulator", true, "built-in wind-turbine simulator",
+               {"/sources/N", "simulator source", common_source_options("turbine_id")}, nullptr};
   auto& o = s.table.options;
   o.push_back({"model", OptType::kEnum, "turbine", "what to simulate", {"turbine"}});
   o.push_back({"devices", OptType::kUint, "15", "number of turbines, T-001 ...", {}, 1, 100000});
@@ -92,16 +99,56 @@ SourceType simulator_type() {
 }
 
 SourceType unbuilt(const std::string& type, const std::string& desc) {
-  return {type, false, desc, {"/sources/N", type + " source", common_source_options("device_id")}};
+  return {type, false, desc, {"/sources/N", type + " source", common_source_options("device_id")}, nullptr};
 }
+
+#ifdef VANE_HAVE_DRIVER_MODBUS
+SourceType modbus_type(bool rtu) {
+  SourceType s{rtu ? "modbus_rtu" : "modbus_tcp", true,
+               rtu ? "Modbus RTU polling over a serial line" : "Modbus TCP polling",
+               {"/sources/N", rtu ? "modbus_rtu source" : "modbus_tcp source", common_source_options("device_id")},
+               [](const nlohmann::json& src, const std::string& ptr, std::vector<std::pair<std::string, std::string>>& out) {
+                 std::vector<modbus::ConfigError> errors;
+                 modbus::parse_source(src, ptr, errors);
+                 for (auto& e : errors) out.emplace_back(e.pointer, e.message);
+               }};
+  auto& o = s.table.options;
+  if (rtu) {
+    o.push_back({"serial", OptType::kString, "", "serial device, e.g. /dev/ttyUSB0", {}, -1e300, 1e300, true});
+    o.push_back({"baud", OptType::kUint, "9600", "baud rate", {}, 300, 4000000});
+    o.push_back({"parity", OptType::kEnum, "N", "parity", {"N", "E", "O"}});
+    o.push_back({"data_bits", OptType::kUint, "8", "data bits", {}, 7, 8});
+    o.push_back({"stop_bits", OptType::kUint, "1", "stop bits", {}, 1, 2});
+  } else {
+    o.push_back({"host", OptType::kString, "", "device or gateway address (name or IP)", {}, -1e300, 1e300, true});
+    o.push_back({"port", OptType::kUint, "502", "TCP port", {}, 1, 65535});
+  }
+  o.push_back({"interval_ms", OptType::kUint, "1000", "poll interval per source (every device, every poll)", {}, 10, 86400000});
+  o.push_back({"timeout_ms", OptType::kUint, "500", "response timeout per request", {}, 10, 60000});
+  o.push_back({"retries", OptType::kUint, "1", "extra attempts of a failed request within a poll (not after a timeout)", {}, 0, 5});
+  o.push_back({"max_gap", OptType::kUint, "8", "unused registers one merged request may span", {}, 0, 124});
+  o.push_back({"devices", OptType::kArray, "", "[{\"id\": \"T-007\", \"unit_id\": 1}, ...]: the devices on this connection", {}, -1e300, 1e300, true});
+  o.push_back({"registers", OptType::kArray, "",
+               "register map: [{\"field\", \"table\" (coil|discrete|holding|input), \"address\" (0-based), \"type\" "
+               "(int16|uint16|int32|uint32|int64|uint64|float32|float64|string|bool), \"order\" (ABCD|CDAB|BADC|DCBA), "
+               "\"length\" (string registers), \"bit\" (bool of a register), \"scale\", \"offset\", \"unit\"}]",
+               {}, -1e300, 1e300, true});
+  return s;
+}
+#endif
 
 }  // namespace
 
 const std::vector<SourceType>& source_types() {
   static const std::vector<SourceType> types = {
       simulator_type(),
+#ifdef VANE_HAVE_DRIVER_MODBUS
+      modbus_type(false),
+      modbus_type(true),
+#else
       unbuilt("modbus_tcp", "Modbus TCP polling"),
       unbuilt("modbus_rtu", "Modbus RTU polling over a serial line"),
+#endif
       unbuilt("mqtt", "MQTT subscription"),
   };
   return types;

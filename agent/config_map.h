@@ -4,7 +4,10 @@
 // source_types() — the one place source types are listed.
 #pragma once
 
+#include <functional>
 #include <limits>
+
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,11 +51,17 @@ struct ConfigTable {
   const ConfigOption* find(const std::string& name) const;
 };
 
+// A driver's own check of a source object beyond its flat keys (nested
+// device lists, register maps): appends (JSON pointer, message) pairs.
+using SourceValidator = std::function<void(const nlohmann::json& source, const std::string& pointer,
+                                           std::vector<std::pair<std::string, std::string>>& errors)>;
+
 struct SourceType {
   std::string type;
   bool built;  // false: a known type whose driver is not in this build
   std::string description;
   ConfigTable table;  // includes the keys every source has
+  SourceValidator validate;  // may be empty
 };
 
 const ConfigTable& top_level_table();

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "log.h"
+#include "core/log.h"
 
 namespace vane {
 namespace {

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "log.h"
+#include "core/log.h"
 
 namespace vane {
 namespace {

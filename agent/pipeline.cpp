@@ -4,7 +4,7 @@
 #include <optional>
 #include <unordered_map>
 
-#include "log.h"
+#include "core/log.h"
 #include "serialize.h"
 
 namespace vane {

@@ -3,126 +3,213 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
 
 namespace vane::test {
+namespace {
+
+void set_or_throw(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+    throw std::runtime_error(std::string("KafkaReader: ") + name + ": " + err);
+}
+
+bool in(const std::vector<std::string>& topics, const std::string& t) {
+  return std::find(topics.begin(), topics.end(), t) != topics.end();
+}
+
+int ms_until(Deadline deadline, int cap) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, cap));
+}
+
+}  // namespace
 
 KafkaReader::KafkaReader(const std::string& bootstrap) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  RdKafkaConfPtr conf(rd_kafka_conf_new());
+  set_or_throw(conf.get(), "bootstrap.servers", bootstrap);
+  // rd_kafka_assign() and rd_kafka_consumer_poll() need a group id, but the
+  // reader never joins the group (no subscribe) and never commits.
+  static std::atomic<int> n{0};
+  set_or_throw(conf.get(), "group.id", "vane-test-reader-" + std::to_string(getpid()) + "-" + std::to_string(++n));
+  set_or_throw(conf.get(), "enable.auto.commit", "false");
+  set_or_throw(conf.get(), "enable.auto.offset.store", "false");
+  set_or_throw(conf.get(), "isolation.level", "read_committed");
+  set_or_throw(conf.get(), "fetch.wait.max.ms", "100");
+  set_or_throw(conf.get(), "reconnect.backoff.max.ms", "1000");
+  // Tests take brokers down on purpose; connection-refused noise would bury
+  // the failures that matter.
+  set_or_throw(conf.get(), "log_level", "2");
   char err[512];
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
-  rd_kafka_conf_set(conf, "log_level", "2", err, sizeof err);
-  // assign() needs a group id even though the reader never joins the group.
-  static int n = 0;
-  const std::string group = "vane-test-reader-" + std::to_string(getpid()) + "-" + std::to_string(++n);
-  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err);
-  // Read what was committed, as a downstream consumer would.
-  rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof err);
-  rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-  if (!rk_) rd_kafka_conf_destroy(conf);
+  rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk_) throw std::runtime_error(std::string("KafkaReader: ") + err);
+  conf.release();  // owned by rk_ now
+  // Errors come out of rd_kafka_consumer_poll() instead of piling up.
+  rd_kafka_poll_set_consumer(rk_.get());
 }
 
 KafkaReader::~KafkaReader() {
-  if (rk_) {
-    rd_kafka_consumer_close(rk_);
-    rd_kafka_destroy(rk_);
-  }
+  // Nothing to commit and no group to leave: skip the consumer close, which
+  // would wait on a coordinator that may be down.
+  if (rk_) rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 bool KafkaReader::assign(const std::string& topic, Deadline deadline) {
   if (assigned_.count(topic)) return true;
-  while (std::chrono::steady_clock::now() < deadline) {
-    rd_kafka_topic_t* t = rd_kafka_topic_new(rk_, topic.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    const rd_kafka_resp_err_t e = rd_kafka_metadata(rk_, 0, t, &md, 2000);
-    rd_kafka_topic_destroy(t);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].partition_cnt > 0 &&
-        md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      // Without a group, assign() replaces the whole assignment: partitions
-      // already read resume after the last message seen, new ones start at
-      // the beginning.
+  for (;;) {
+    std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> rkt(
+        rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
+    const rd_kafka_metadata_t* raw = nullptr;
+    const rd_kafka_resp_err_t e = rd_kafka_metadata(rk_.get(), 0, rkt.get(), &raw, std::max(ms_until(deadline, 2000), 1));
+    RdKafkaMetadataPtr md(raw);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->topic_cnt == 1 &&
+        md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
       for (int i = 0; i < md->topics[0].partition_cnt; ++i)
-        next_offset_[{topic, md->topics[0].partitions[i].id}] = RD_KAFKA_OFFSET_BEGINNING;
-      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next_offset_.size()));
+        next_offset_.emplace(std::make_pair(topic, md->topics[0].partitions[i].id), RD_KAFKA_OFFSET_BEGINNING);
+      // assign() replaces the whole assignment: partitions already being read
+      // resume after the last message seen, the new ones start at the beginning.
+      RdKafkaPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offset_.size())));
       for (const auto& [tp, off] : next_offset_)
-        rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
-      const rd_kafka_resp_err_t aerr = rd_kafka_assign(rk_, list);
-      rd_kafka_topic_partition_list_destroy(list);
-      if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_metadata_destroy(md);
-        return false;
-      }
-      rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = off;
+      if (rd_kafka_assign(rk_.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
       assigned_.insert(topic);
       return true;
     }
-    if (md) rd_kafka_metadata_destroy(md);
+    if (Clock::now() >= deadline) return false;
+    // Not known yet (or brokers down): keep serving what is assigned while
+    // waiting to ask again.
+    poll_batch(ms_until(deadline, 100));
   }
-  return false;
 }
 
-std::size_t KafkaReader::count_of(const std::vector<std::string>& topics) const {
-  return static_cast<std::size_t>(std::count_if(seen_.begin(), seen_.end(), [&](const ConsumedMessage& m) {
-    return std::find(topics.begin(), topics.end(), m.topic) != topics.end();
-  }));
+void KafkaReader::poll_batch(int timeout_ms) {
+  // Block for the first message, then take what is already there.
+  for (int i = 0; i < 10000; ++i) {
+    RdKafkaMessagePtr m(rd_kafka_consumer_poll(rk_.get(), i == 0 ? timeout_ms : 0));
+    if (!m) return;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR || !m->rkt) continue;  // transport errors etc.: retried by librdkafka
+    ConsumedMessage c;
+    c.topic = rd_kafka_topic_name(m->rkt);
+    c.partition = m->partition;
+    c.offset = m->offset;
+    auto& next = next_offset_[{c.topic, c.partition}];
+    if (next >= 0 && c.offset < next) continue;  // re-fetched after a re-assignment
+    next = c.offset + 1;
+    if (m->key) c.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload) c.value.assign(static_cast<const char*>(m->payload), m->len);
+    rd_kafka_timestamp_type_t tt;
+    c.timestamp_ms = rd_kafka_message_timestamp(m.get(), &tt);
+    rd_kafka_headers_t* h = nullptr;  // owned by the message
+    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name;
+      const void* val;
+      size_t size;
+      for (size_t j = 0; rd_kafka_header_get_all(h, j, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++j)
+        c.headers[name] = val ? std::string(static_cast<const char*>(val), size) : std::string();
+    }
+    seen_.push_back(std::move(c));
+  }
+}
+
+std::vector<ConsumedMessage> KafkaReader::of(const std::vector<std::string>& topics) const {
+  std::vector<ConsumedMessage> out;
+  for (const auto& m : seen_)
+    if (in(topics, m.topic)) out.push_back(m);
+  return out;
 }
 
 std::vector<ConsumedMessage> KafkaReader::read_until(const std::vector<std::string>& topics, std::size_t count,
                                                      Deadline deadline) {
-  if (rk_) {
-    for (const auto& t : topics) assign(t, deadline);
-    while (count_of(topics) < count && std::chrono::steady_clock::now() < deadline) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, 100);
-      if (!m) continue;
-      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ConsumedMessage c;
-        c.topic = rd_kafka_topic_name(m->rkt);
-        c.partition = m->partition;
-        c.offset = m->offset;
-        if (m->key) c.key.assign(static_cast<const char*>(m->key), m->key_len);
-        if (m->payload) c.value.assign(static_cast<const char*>(m->payload), m->len);
-        rd_kafka_timestamp_type_t tt;
-        c.timestamp_ms = rd_kafka_message_timestamp(m, &tt);
-        rd_kafka_headers_t* h = nullptr;
-        if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-          const char* name;
-          const void* val;
-          size_t size;
-          for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
-            c.headers[name] = val ? std::string(static_cast<const char*>(val), size) : std::string();
-        }
-        next_offset_[{c.topic, c.partition}] = c.offset + 1;
-        seen_.push_back(std::move(c));
-      }
-      rd_kafka_message_destroy(m);
-    }
-  }
-  std::vector<ConsumedMessage> out;
-  for (const auto& m : seen_)
-    if (std::find(topics.begin(), topics.end(), m.topic) != topics.end()) out.push_back(m);
-  return out;
+  auto count_of = [&] {
+    return static_cast<std::size_t>(
+        std::count_if(seen_.begin(), seen_.end(), [&](const ConsumedMessage& m) { return in(topics, m.topic); }));
+  };
+  for (const auto& t : topics) assign(t, deadline);
+  while (count_of() < count && Clock::now() < deadline) poll_batch(ms_until(deadline, 100));
+  return of(topics);
 }
 
-std::string MockKafka::start(int brokers, const std::vector<std::string>& topics) {
-  std::vector<std::string> argv{std::string(VANE_BINARY_DIR) + "/tests/support/vane-kafka-mock", "--brokers",
-                                std::to_string(brokers)};
+std::vector<ConsumedMessage> KafkaReader::read_until(const std::vector<std::string>& topics, const Done& done,
+                                                     Deadline deadline) {
+  for (const auto& t : topics) assign(t, deadline);
+  auto msgs = of(topics);
+  while (!done(msgs) && Clock::now() < deadline) {
+    poll_batch(ms_until(deadline, 100));
+    msgs = of(topics);
+  }
+  return msgs;
+}
+
+std::string kafka_mock_path() { return VANE_KAFKA_MOCK_PATH; }
+
+MockKafka::~MockKafka() {
+  if (proc_) stop(deadline_in(std::chrono::seconds(5)));
+}
+
+std::string MockKafka::start(int brokers, const std::vector<std::string>& topics, const std::string& stderr_path) {
+  if (proc_) stop();
+  bootstrap_.clear();
+  last_error_.clear();
+  std::vector<std::string> argv{kafka_mock_path(), "--brokers", std::to_string(brokers)};
   for (const auto& t : topics) {
     argv.push_back("--topic");
     argv.push_back(t);
   }
-  proc_ = std::make_unique<ChildProcess>(argv);
-  auto line = proc_->read_line(std::chrono::steady_clock::now() + std::chrono::seconds(20));
-  if (!line || line->rfind("BOOTSTRAP ", 0) != 0) return "";
-  return line->substr(10);
+  try {
+    proc_ = std::make_unique<ChildProcess>(argv, stderr_path);
+  } catch (const std::exception& e) {
+    last_error_ = e.what();
+    return "";
+  }
+  const auto deadline = deadline_in(std::chrono::seconds(20));
+  auto line = proc_->read_line(deadline);
+  if (!line || line->rfind("BOOTSTRAP ", 0) != 0 || line->size() <= 10) {
+    last_error_ = line ? "unexpected first line: " + *line : "no BOOTSTRAP line";
+    if (auto rc = proc_->wait_exit(deadline_in(std::chrono::seconds(1))))
+      last_error_ += " (exit " + std::to_string(*rc) + ")";
+    last_error_ += proc_->captured_stderr();
+    proc_.reset();
+    return "";
+  }
+  bootstrap_ = line->substr(10);
+  return bootstrap_;
 }
 
 bool MockKafka::command(const std::string& cmd) {
-  if (!proc_ || !proc_->write_line(cmd)) return false;
-  auto reply = proc_->read_line(std::chrono::steady_clock::now() + std::chrono::seconds(10));
-  return reply && *reply == "OK " + cmd;
+  if (!proc_) {
+    last_error_ = "not started";
+    return false;
+  }
+  if (!proc_->write_line(cmd)) {
+    last_error_ = "helper is gone";
+    return false;
+  }
+  auto reply = proc_->read_line(deadline_in(std::chrono::seconds(10)));
+  if (!reply) {
+    last_error_ = "no reply to: " + cmd;
+    return false;
+  }
+  if (*reply != "OK " + cmd) {
+    last_error_ = *reply;
+    return false;
+  }
+  return true;
 }
 
 bool MockKafka::down(const std::string& which) { return command("down " + which); }
 bool MockKafka::up(const std::string& which) { return command("up " + which); }
+bool MockKafka::rtt(const std::string& which, int ms) { return command("rtt " + which + " " + std::to_string(ms)); }
+
+bool MockKafka::stop(Deadline deadline) {
+  if (!proc_) return true;
+  if (proc_->write_line("quit")) proc_->read_line(deadline);  // "OK quit"
+  proc_->close_stdin();
+  const auto rc = proc_->wait_exit(deadline);
+  if (!rc) last_error_ = "helper did not exit after quit";
+  proc_.reset();  // kills it if it is still there
+  bootstrap_.clear();
+  return rc && *rc == 0;
+}
 
 }  // namespace vane::test

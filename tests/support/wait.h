@@ -2,6 +2,7 @@
 // re-checks what it waits for until it holds or the deadline passes.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -9,14 +10,17 @@
 
 namespace vane::test {
 
+// True as soon as pred() holds; false if it still does not hold at the
+// timeout. pred() is re-checked every `poll` and once more at the deadline.
 template <class Pred>
 bool wait_until(Pred pred, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds poll = std::chrono::milliseconds(20)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(poll);
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(poll, deadline - now));
   }
 }
 
