@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -112,6 +113,9 @@ struct ModbusSource::Ctx {
   std::vector<std::uint16_t> regs;
   std::vector<std::uint8_t> bits;
   std::chrono::milliseconds reconnect_backoff{0};
+  // Exceptions already logged, by (device, table, address): a misconfigured
+  // map is logged once, then only counted.
+  std::set<std::tuple<std::size_t, int, int>> logged_exceptions;
 };
 
 ModbusSource::ModbusSource(SourceOptions opts, const Origin* origin)
@@ -232,8 +236,10 @@ bool ModbusSource::poll_device(Ctx& c, std::size_t d, ReadingSink* sink) {
       if (is_exception(err)) {
         // The device answered: retrying will not change its mind.
         st.exceptions.fetch_add(1, std::memory_order_relaxed);
-        VANE_LOG_WARN("modbus %s: device %s unit %d: %s at %s %d..%d", name().c_str(), dev.id.c_str(),
-                     dev.unit_id, modbus_strerror(err), to_string(req.table), req.address, req.address + req.count - 1);
+        if (c.logged_exceptions.emplace(d, static_cast<int>(req.table), req.address).second)
+          VANE_LOG_WARN("modbus %s: device %s unit %d: %s at %s %d..%d", name().c_str(), dev.id.c_str(),
+                        dev.unit_id, modbus_strerror(err), to_string(req.table), req.address,
+                        req.address + req.count - 1);
         break;
       }
       if (err == ETIMEDOUT) {

@@ -300,3 +300,80 @@ TEST(ModbusCli, CheckConfigShowsThePlanAndProbeDecodes) {
 
 }  // namespace
 }  // namespace vane::test
+
+namespace vane::test {
+namespace {
+
+// Modbus RTU over a socat pty pair: one bus, two unit ids, pymodbus as slave.
+TEST_F(ModbusTest, RtuBusWithTwoUnits) {
+  const std::string a = dir_.path() + "/ttyA", b = dir_.path() + "/ttyB";
+  ChildProcess socat({"socat", "pty,raw,echo=0,link=" + a, "pty,raw,echo=0,link=" + b}, dir_.path() + "/socat.stderr");
+  ASSERT_TRUE(wait_until([&] { return std::ifstream(a).good() && std::ifstream(b).good(); }, 10s))
+      << socat.captured_stderr();
+  json typed = json::array({{{"table", "holding"}, {"address", 0}, {"type", "float32"}, {"order", "CDAB"}, {"value", 12.5}},
+                            {{"table", "holding"}, {"address", 2}, {"type", "int32"}, {"value", -70000}}});
+  write_file(dir_.path() + "/values.json", json{{"typed", typed}}.dump());
+  ChildProcess slave({"/usr/bin/python3", source_dir() + "/tests/support/pymodbus_slave.py", "--values",
+                      dir_.path() + "/values.json", "--units", "1,2", "--rtu", b, "--baud", "19200"},
+                     dir_.path() + "/slave.stderr");
+  auto ready = slave.read_line(std::chrono::steady_clock::now() + 20s);
+  ASSERT_TRUE(ready && ready->rfind("LISTENING", 0) == 0) << slave.captured_stderr();
+
+  const std::string cfg = "{\n \"gateway\": { \"id\": \"gw-test\" },\n"
+                          " \"buffer\": { \"path\": \"" + dir_.path() + "/buffer.db\" },\n"
+                          " \"kafka\": { \"brokers\": \"" + bootstrap_ + "\", \"shutdown_timeout_ms\": 3000 },\n"
+                          " \"sources\": [ { \"name\": \"bus\", \"type\": \"modbus_rtu\", \"serial\": \"" + a + "\","
+                          " \"baud\": 19200, \"interval_ms\": 300, \"timeout_ms\": 500,"
+                          " \"devices\": [ {\"id\": \"M-1\", \"unit_id\": 1}, {\"id\": \"M-2\", \"unit_id\": 2} ],"
+                          " \"registers\": [ {\"field\": \"flow\", \"address\": 0, \"type\": \"float32\", \"order\": \"CDAB\"},"
+                          " {\"field\": \"count\", \"address\": 2, \"type\": \"int32\"} ] } ]\n}\n";
+  write_file(dir_.path() + "/vane.jsonc", cfg);
+  ChildProcess vane({vane_bin(), "run", "-c", dir_.path() + "/vane.jsonc"}, dir_.path() + "/vane.stderr");
+  KafkaReader reader(bootstrap_);
+  auto msgs = reader.read_until({"telemetry"}, 6, std::chrono::steady_clock::now() + 30s);
+  ASSERT_GE(msgs.size(), 6u) << vane.captured_stderr() << slave.captured_stderr();
+  std::set<std::string> keys;
+  for (const auto& m : msgs) {
+    keys.insert(m.key);
+    const json v = json::parse(m.value);
+    EXPECT_EQ(v["flow"].get<double>(), 12.5);
+    EXPECT_EQ(v["count"], -70000);
+  }
+  EXPECT_EQ(keys, (std::set<std::string>{"M-1", "M-2"}));
+  stop_vane(vane);
+}
+
+}  // namespace
+}  // namespace vane::test
+
+namespace vane::test {
+namespace {
+
+// An illegal address costs that block only: counted, logged once, the rest
+// of the reading still lands.
+TEST_F(ModbusTest, ExceptionsAreCountedPerBlockAndNotFatal) {
+  PySlave slave(dir_, json{{"holding", {7, 8, 9}}}, "1");
+  ASSERT_GT(slave.port(), 0) << slave.err();
+  auto vane = start_vane("\"host\": \"" + slave.host() + "\", \"port\": " + std::to_string(slave.port()) +
+                         ", \"interval_ms\": 200, \"max_gap\": 0, \"devices\": [ {\"id\": \"D-1\", \"unit_id\": 1} ],"
+                         " \"registers\": [ {\"field\": \"ok\", \"address\": 1}, {\"field\": \"missing\", \"address\": 900} ]");
+  KafkaReader reader(bootstrap_);
+  auto msgs = reader.read_until({"telemetry"}, 3, std::chrono::steady_clock::now() + 30s);
+  ASSERT_GE(msgs.size(), 3u) << vane->captured_stderr();
+  for (const auto& m : msgs) {
+    const json v = json::parse(m.value);
+    EXPECT_EQ(v["ok"], 8);
+    EXPECT_FALSE(v.contains("missing")) << m.value;
+  }
+  stop_vane(*vane);
+  const std::string log = vane->captured_stderr();
+  EXPECT_NE(log.find("Illegal data address at holding 900..900"), std::string::npos) << log;
+  // Logged once, counted every time.
+  EXPECT_EQ(log.find("Illegal data address", log.find("Illegal data address") + 1), std::string::npos) << log;
+  const auto at = log.find("device D-1 (unit 1): ");
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_EQ(log.find(" 0 exceptions", at), std::string::npos) << log.substr(at, 200);
+}
+
+}  // namespace
+}  // namespace vane::test

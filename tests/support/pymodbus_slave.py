@@ -101,9 +101,10 @@ async def main():
         host, port = a.tcp.rsplit(":", 1)
         server = ModbusTcpServer(context, framer=ModbusSocketFramer, address=(host, int(port)),
                                  ignore_missing_slaves=True, allow_reuse_address=True)
+    if a.rtu:
+        await server.start()  # opens the serial device
     task = asyncio.ensure_future(server.serve_forever())
     if a.rtu:
-        await asyncio.sleep(0.2)
         print(f"LISTENING {a.rtu}", flush=True)
     else:
         await server.serving
