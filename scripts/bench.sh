@@ -25,3 +25,18 @@ print()
 print(f"Ratio baseline / vane: **{base / vane:.1f}x** (same run).")
 PY
 rm -f "$out"
+echo
+python3 - "$B" <<'PY'
+import json, subprocess, sys, datetime, platform
+out = subprocess.run(["/usr/bin/python3", "tests/bench/modbus_bench.py", "--build", sys.argv[1], "--seconds", "20"],
+                     capture_output=True, text=True, check=True).stdout
+r = json.loads(out.strip().splitlines()[-1])
+print(f"### Modbus polling, {datetime.date.today()} ({platform.machine()})")
+print()
+print(f"vane polling vane-sim over loopback: {r['devices']} devices x {r['registers']} holding registers x {r['hz']:g} Hz "
+      f"= {r['register_reads_per_s']} register reads/s, into the Kafka mock helper, for {r['seconds']} s.")
+print()
+print("| CPU per register read | CPU share of one core | readings |")
+print("|---|---|---|")
+print(f"| {r['cpu_us_per_register_read']} µs | {r['cpu_percent']} % | {r['readings']} |")
+PY

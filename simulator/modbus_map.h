@@ -14,7 +14,7 @@
 
 namespace vane::sim {
 
-inline constexpr int kCoils = 8, kDiscretes = 8, kHoldings = 32, kInputs = 16;
+inline constexpr int kCoils = 8, kDiscretes = 8, kHoldings = 128, kInputs = 16;
 
 // Input registers (float32, ABCD: high word first).
 inline constexpr int kWindSpeed = 0, kPitch = 2, kPower = 4, kTemperature = 6, kVibration = 8;
@@ -24,6 +24,8 @@ inline constexpr int kTick = 1;            // uint32 CDAB: value updates since s
 inline constexpr int kEnergyWh = 3;        // uint64 ABCD: energy produced, Wh
 inline constexpr int kPowerInt = 7;        // int16, kW x 1 (rounded)
 inline constexpr int kUnitName = 8;        // string, 4 registers: "T-001"
+inline constexpr int kBenchBlock = 16;     // uint16 x 100: a load for benchmarks (tick + offset)
+inline constexpr int kBenchCount = 100;
 // Discrete inputs: 0 = producing.
 
 inline void put_float_abcd(std::uint16_t* r, float f) {
@@ -55,6 +57,7 @@ inline void write_registers(modbus_mapping_t& m, const TurbineSample& s, int ind
     m.tab_registers[kUnitName + w] = static_cast<std::uint16_t>((static_cast<unsigned char>(name[2 * w]) << 8) |
                                                                 static_cast<unsigned char>(name[2 * w + 1]));
   m.tab_input_bits[0] = s.power_output > 0;
+  for (int k = 0; k < kBenchCount; ++k) m.tab_registers[kBenchBlock + k] = static_cast<std::uint16_t>(tick + k);
 }
 
 }  // namespace vane::sim
