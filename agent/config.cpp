@@ -337,6 +337,7 @@ class Loader {
   void load_sources(const json& arr, Config& c) {
     if (arr.empty()) error("/sources", "no sources: add at least one");
     std::set<std::string> names;
+    std::map<std::string, std::string> serial_owner;  // serial device -> source name
     std::vector<std::string> type_names;
     for (const auto& t : source_types()) type_names.push_back(t.type);
     for (std::size_t i = 0; i < arr.size(); ++i) {
@@ -396,6 +397,14 @@ class Loader {
       sc.device_field = s.contains("device_field") && s["device_field"].is_string()
                             ? s["device_field"].get<std::string>()
                             : df->def;
+      // One serial bus has one master: two sources on it would interleave requests.
+      if (sc.type == "modbus_rtu" && s.contains("serial") && s["serial"].is_string()) {
+        const std::string dev = s["serial"];
+        auto [it, fresh] = serial_owner.emplace(dev, sc.name);
+        if (!fresh)
+          error(ptr + "/serial", "serial device " + dev + " is already polled by source \"" + it->second +
+                                     "\": put all devices of one bus in one source");
+      }
       if (sc.type == "simulator") load_simulator(s, sc.simulator);
       c.sources.push_back(std::move(sc));
     }

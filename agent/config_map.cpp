@@ -127,12 +127,17 @@ SourceType modbus_type(bool rtu) {
   o.push_back({"timeout_ms", OptType::kUint, "500", "response timeout per request", {}, 10, 60000});
   o.push_back({"retries", OptType::kUint, "1", "extra attempts of a failed request within a poll (not after a timeout)", {}, 0, 5});
   o.push_back({"max_gap", OptType::kUint, "8", "unused registers one merged request may span", {}, 0, 124});
-  o.push_back({"devices", OptType::kArray, "", "[{\"id\": \"T-007\", \"unit_id\": 1}, ...]: the devices on this connection", {}, -1e300, 1e300, true});
+  o.push_back({"devices", OptType::kArray, "",
+               "[{\"id\": \"T-007\", \"unit_id\": 1, \"profile\": optional}, ...]: the devices on this connection",
+               {}, -1e300, 1e300, true});
+  o.push_back({"profiles", OptType::kObject, "",
+               "named register maps shared by devices: {\"turbine-v2\": [entries as in registers]}; a device with "
+               "\"profile\": \"turbine-v2\" uses that map instead of \"registers\""});
   o.push_back({"registers", OptType::kArray, "",
                "register map: [{\"field\", \"table\" (coil|discrete|holding|input), \"address\" (0-based), \"type\" "
                "(int16|uint16|int32|uint32|int64|uint64|float32|float64|string|bool), \"order\" (ABCD|CDAB|BADC|DCBA), "
-               "\"length\" (string registers), \"bit\" (bool of a register), \"scale\", \"offset\", \"unit\"}]",
-               {}, -1e300, 1e300, true});
+               "\"length\" (string registers), \"bit\" (bool of a register), \"scale\", \"offset\", \"unit\"}]: "
+               "the map of devices without a profile"});
   return s;
 }
 #endif

@@ -72,8 +72,12 @@ SourceOptions parse_source(const json& s, const std::string& ptr, std::vector<Co
         continue;
       }
       for (auto it = d.begin(); it != d.end(); ++it)
-        if (it.key() != "id" && it.key() != "unit_id") errors.push_back({p + "/" + it.key(), "unknown key \"" + it.key() + "\""});
-      Device dev{d["id"].get<std::string>(), d["unit_id"].get<int>()};
+        if (it.key() != "id" && it.key() != "unit_id" && it.key() != "profile") errors.push_back({p + "/" + it.key(), "unknown key \"" + it.key() + "\""});
+      Device dev{d["id"].get<std::string>(), d["unit_id"].get<int>(), ""};
+      if (d.contains("profile")) {
+        if (!d["profile"].is_string()) errors.push_back({p + "/profile", "expected a profile name"});
+        else dev.profile = d["profile"];
+      }
       // 0 is broadcast (no reply); 248-255 are reserved on serial lines but
       // used by TCP gateways.
       const int max_unit = o.rtu ? 247 : 255;
@@ -85,24 +89,50 @@ SourceOptions parse_source(const json& s, const std::string& ptr, std::vector<Co
       o.devices.push_back(dev);
     }
   }
-  if (!s.contains("registers")) errors.push_back({ptr, "missing \"registers\": the register map"});
-  else o.map = RegisterMap::parse(s["registers"], ptr + "/registers", errors);
+  if (s.contains("registers")) o.maps[""] = RegisterMap::parse(s["registers"], ptr + "/registers", errors);
+  if (s.contains("profiles")) {
+    if (!s["profiles"].is_object()) {
+      errors.push_back({ptr + "/profiles", "expected an object: profile name -> register map"});
+    } else {
+      for (auto it = s["profiles"].begin(); it != s["profiles"].end(); ++it) {
+        if (it.key().empty()) errors.push_back({ptr + "/profiles", "a profile needs a name"});
+        else o.maps[it.key()] = RegisterMap::parse(it.value(), ptr + "/profiles/" + it.key(), errors);
+      }
+    }
+  }
+  for (std::size_t i = 0; i < o.devices.size(); ++i) {
+    const Device& dev = o.devices[i];
+    if (o.maps.count(dev.profile)) continue;
+    if (dev.profile.empty())
+      errors.push_back({ptr + "/devices/" + std::to_string(i),
+                        "no register map: give the source \"registers\" or the device a \"profile\""});
+    else
+      errors.push_back({ptr + "/devices/" + std::to_string(i) + "/profile",
+                        "profile \"" + dev.profile + "\" is not defined in \"profiles\""});
+  }
   return o;
 }
 
 std::string describe_plan(const SourceOptions& o) {
   std::string out;
-  const auto plan = o.map.plan(o.max_gap);
   char line[256];
-  std::snprintf(line, sizeof line, "%zu requests per device per poll, %zu devices, every %d ms:\n", plan.size(),
-                o.devices.size(), o.interval_ms);
+  std::snprintf(line, sizeof line, "%zu devices, every %d ms\n", o.devices.size(), o.interval_ms);
   out += line;
-  for (const Request& r : plan) {
-    std::string fields;
-    for (std::size_t i : r.entries) fields += (fields.empty() ? "" : ", ") + o.map.entries()[i].field;
-    std::snprintf(line, sizeof line, "  %-8s %5d..%-5d (%3d) -> ", to_string(r.table), r.address,
-                  r.address + r.count - 1, r.count);
-    out += line + fields + "\n";
+  for (const auto& [profile, map] : o.maps) {
+    const auto plan = map.plan(o.max_gap);
+    std::string who;
+    for (const Device& d : o.devices)
+      if (d.profile == profile) who += (who.empty() ? "" : ", ") + d.id;
+    std::snprintf(line, sizeof line, "  %s: %zu requests per poll (%s)\n",
+                  profile.empty() ? "registers" : ("profile " + profile).c_str(), plan.size(), who.c_str());
+    out += line;
+    for (const Request& r : plan) {
+      std::string fields;
+      for (std::size_t i : r.entries) fields += (fields.empty() ? "" : ", ") + map.entries()[i].field;
+      std::snprintf(line, sizeof line, "    %-8s %5d..%-5d (%3d) -> ", to_string(r.table), r.address,
+                    r.address + r.count - 1, r.count);
+      out += line + fields + "\n";
+    }
   }
   return out;
 }
@@ -119,7 +149,8 @@ struct ModbusSource::Ctx {
 };
 
 ModbusSource::ModbusSource(SourceOptions opts, const Origin* origin)
-    : opts_(std::move(opts)), origin_(origin), plan_(opts_.map.plan(opts_.max_gap)) {
+    : opts_(std::move(opts)), origin_(origin) {
+  for (const auto& [profile, map] : opts_.maps) plans_[profile] = map.plan(opts_.max_gap);
   for (std::size_t i = 0; i < opts_.devices.size(); ++i) stats_.push_back(std::make_unique<DeviceStats>());
 }
 
@@ -197,9 +228,10 @@ bool ModbusSource::poll_device(Ctx& c, std::size_t d, ReadingSink* sink) {
   r.origin = origin_;
   r.device_id = dev.id;
   r.timestamp = now_us();
-  r.fields.reserve(opts_.map.entries().size());
+  const RegisterMap& map = opts_.maps.at(dev.profile);
+  r.fields.reserve(map.entries().size());
   bool any = false;
-  for (const Request& req : plan_) {
+  for (const Request& req : plans_.at(dev.profile)) {
     int rc = -1;
     for (int attempt = 0; attempt <= opts_.retries; ++attempt) {
       st.requests.fetch_add(1, std::memory_order_relaxed);
@@ -259,7 +291,7 @@ bool ModbusSource::poll_device(Ctx& c, std::size_t d, ReadingSink* sink) {
     if (rc != req.count) continue;
     any = true;
     for (std::size_t i : req.entries) {
-      const Entry& e = opts_.map.entries()[i];
+      const Entry& e = map.entries()[i];
       std::optional<Value> v;
       if (req.table == Table::kCoil || req.table == Table::kDiscrete) {
         std::uint16_t bit[1] = {c.bits[static_cast<std::size_t>(e.address - req.address)]};

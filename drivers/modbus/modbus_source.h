@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,7 @@ namespace vane::modbus {
 struct Device {
   std::string id;
   int unit_id = 1;
+  std::string profile;  // key into SourceOptions::maps; "" is the source's own "registers"
 };
 
 struct SourceOptions {
@@ -38,7 +40,9 @@ struct SourceOptions {
   int retries = 1;   // extra attempts of a failed request within one poll
   int max_gap = 8;   // unused registers a merged request may span
   std::vector<Device> devices;
-  RegisterMap map;
+  // Register maps by profile name: "" is the source's "registers", others
+  // come from "profiles" and are shared by the devices that name them.
+  std::map<std::string, RegisterMap> maps;
 };
 
 // Parses and checks a modbus_tcp / modbus_rtu source object (the keys of the
@@ -77,7 +81,7 @@ class ModbusSource final : public Source {
 
   SourceOptions opts_;
   const Origin* origin_;
-  std::vector<Request> plan_;
+  std::map<std::string, std::vector<Request>> plans_;  // by profile
   std::vector<std::unique_ptr<DeviceStats>> stats_;
   std::thread thread_;
   std::mutex mu_;

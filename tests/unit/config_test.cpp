@@ -203,6 +203,19 @@ TEST_F(ConfigTest, RateMaxAndPropertiesAsStrings) {
   EXPECT_EQ(l.config.kafka.properties.at("enable.idempotence"), "true");
 }
 
+TEST_F(ConfigTest, OneSourcePerSerialBus) {
+  std::string text = config();
+  text.replace(text.find("  ]"), 3,
+               "   ,{ \"name\": \"bus1\", \"type\": \"modbus_rtu\", \"serial\": \"/dev/ttyS1\", \"schema\": \"turbine\",\n"
+               "      \"devices\": [{\"id\": \"A\", \"unit_id\": 1}], \"registers\": [{\"field\": \"f\", \"address\": 0}] }\n"
+               "   ,{ \"name\": \"bus2\", \"type\": \"modbus_rtu\", \"serial\": \"/dev/ttyS1\", \"schema\": \"turbine\",\n"
+               "      \"devices\": [{\"id\": \"B\", \"unit_id\": 2}], \"registers\": [{\"field\": \"f\", \"address\": 0}] }\n  ]");
+  auto l = parse(text);
+  EXPECT_EQ(errors_of(l), (std::vector<std::string>{
+                              "vane.jsonc:11: /sources/2/serial: serial device /dev/ttyS1 is already polled by source "
+                              "\"bus1\": put all devices of one bus in one source"}));
+}
+
 TEST_F(ConfigTest, ReferenceDocumentsEveryTable) {
   const std::string md = config_reference_markdown();
   for (const char* key : {"max_bytes", "dead_letter_topic", "max_in_flight", "interval_ms", "faults", "listen"})

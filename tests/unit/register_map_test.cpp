@@ -194,5 +194,30 @@ TEST(SourceConfig, DevicesAndEndpointsAreChecked) {
   EXPECT_EQ(e[3].message, "unit id 2 is used twice");
 }
 
+TEST(SourceConfig, ProfilesAreSharedByDevices) {
+  std::vector<ConfigError> e;
+  auto o = parse_source(json::parse(R"({"type": "modbus_tcp", "host": "h",
+      "devices": [{"id": "A", "unit_id": 1, "profile": "v2"}, {"id": "B", "unit_id": 2, "profile": "v2"},
+                  {"id": "C", "unit_id": 3}],
+      "registers": [{"field": "f", "address": 0}],
+      "profiles": {"v2": [{"field": "g", "address": 10, "type": "float32"}, {"field": "h", "address": 12}]}})"),
+                        "/sources/0", e);
+  ASSERT_TRUE(e.empty()) << e[0].pointer << ": " << e[0].message;
+  EXPECT_EQ(o.maps.at("v2").entries().size(), 2u);
+  EXPECT_EQ(o.maps.at("").entries().size(), 1u);
+  const std::string plan = describe_plan(o);
+  EXPECT_NE(plan.find("profile v2: 1 requests per poll (A, B)"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("registers: 1 requests per poll (C)"), std::string::npos) << plan;
+
+  e.clear();
+  parse_source(json::parse(R"({"type": "modbus_tcp", "host": "h",
+      "devices": [{"id": "A", "unit_id": 1, "profile": "v3"}, {"id": "B", "unit_id": 2}],
+      "profiles": {"v2": [{"field": "g", "address": 10}]}})"), "/sources/0", e);
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].pointer, "/sources/0/devices/0/profile");
+  EXPECT_EQ(e[0].message, "profile \"v3\" is not defined in \"profiles\"");
+  EXPECT_EQ(e[1].message, "no register map: give the source \"registers\" or the device a \"profile\"");
+}
+
 }  // namespace
 }  // namespace vane::modbus
