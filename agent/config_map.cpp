@@ -7,6 +7,9 @@
 #ifdef VANE_HAVE_DRIVER_MODBUS
 #include "modbus/modbus_source.h"
 #endif
+#ifdef VANE_HAVE_DRIVER_MQTT
+#include "mqtt/mqtt_source.h"
+#endif
 
 namespace vane {
 
@@ -98,7 +101,7 @@ SourceType simulator_type() {
   return s;
 }
 
-SourceType unbuilt(const std::string& type, const std::string& desc) {
+[[maybe_unused]] SourceType unbuilt(const std::string& type, const std::string& desc) {
   return {type, false, desc, {"/sources/N", type + " source", common_source_options("device_id")}, nullptr};
 }
 
@@ -142,6 +145,40 @@ SourceType modbus_type(bool rtu) {
 }
 #endif
 
+#ifdef VANE_HAVE_DRIVER_MQTT
+SourceType mqtt_type() {
+  SourceType s{"mqtt", true, "MQTT subscription",
+               {"/sources/N", "mqtt source", common_source_options("device_id")},
+               [](const nlohmann::json& src, const std::string& ptr, std::vector<std::pair<std::string, std::string>>& out) {
+                 std::vector<mqtt::ConfigError> errors;
+                 mqtt::parse_source(src, ptr, errors);
+                 for (auto& e : errors) out.emplace_back(e.pointer, e.message);
+               }};
+  auto& o = s.table.options;
+  o.push_back({"url", OptType::kString, "", "broker: tcp://host:1883, ssl://host:8883 (or mqtts://), ws://, wss://", {}, -1e300, 1e300, true});
+  o.push_back({"client_id", OptType::kString, "vane-<source name>", "MQTT client id; keep it stable for a persistent session"});
+  o.push_back({"topics", OptType::kArray, "", "topic filters, + and # wildcards", {}, -1e300, 1e300, true});
+  o.push_back({"qos", OptType::kUint, "1", "subscription QoS 0, 1 or 2", {}, 0, 2});
+  o.push_back({"clean_session", OptType::kBool, "false",
+               "false: a persistent session, the broker keeps QoS 1/2 messages while vane is away"});
+  o.push_back({"keep_alive_s", OptType::kUint, "30", "keep-alive interval", {}, 5, 3600});
+  o.push_back({"username", OptType::kString, "", "user name"});
+  o.push_back({"password_file", OptType::kString, "", "file holding the password (e.g. a systemd credential); never logged"});
+  o.push_back({"ca_file", OptType::kString, "", "CA certificate(s) to verify the broker (ssl://)"});
+  o.push_back({"cert_file", OptType::kString, "", "client certificate for mutual TLS"});
+  o.push_back({"key_file", OptType::kString, "", "client private key for mutual TLS"});
+  o.push_back({"verify_hostname", OptType::kBool, "true", "check the broker's certificate names its host"});
+  o.push_back({"device_id", OptType::kString, "", "\"{topic[N]}\" (topic level N, from 0) or a JSON pointer like \"/sensor_id\"",
+               {}, -1e300, 1e300, true});
+  o.push_back({"fields", OptType::kObject, "", "field name -> JSON pointer (\"/env/humidity\"); absent: every top-level number, bool and string"});
+  o.push_back({"timestamp", OptType::kObject, "receive time",
+               "{\"field\": \"/ts\", \"format\": \"iso8601\" | \"epoch_s\" | \"epoch_ms\" | \"epoch_us\"}"});
+  o.push_back({"max_payload_bytes", OptType::kUint, "262144", "larger messages go to the dead-letter topic (first 64 KiB kept)",
+               {}, 1, 16777216});
+  return s;
+}
+#endif
+
 }  // namespace
 
 const std::vector<SourceType>& source_types() {
@@ -154,7 +191,11 @@ const std::vector<SourceType>& source_types() {
       unbuilt("modbus_tcp", "Modbus TCP polling"),
       unbuilt("modbus_rtu", "Modbus RTU polling over a serial line"),
 #endif
+#ifdef VANE_HAVE_DRIVER_MQTT
+      mqtt_type(),
+#else
       unbuilt("mqtt", "MQTT subscription"),
+#endif
   };
   return types;
 }

@@ -2,6 +2,7 @@
 // benchmarks.
 //
 //   vane-sim modbus --listen HOST:PORT --turbines N [--interval-ms MS] [--seed S]
+//   vane-sim mqtt --broker URL --sensors N --rate HZ [--faults F] [--count N]
 //
 // Each turbine is a Modbus TCP slave with its own unit id (T-001 is unit 1);
 // the register map is in docs/MODBUS.md. Prints "LISTENING HOST:PORT" once it
@@ -24,6 +25,9 @@
 #include <vector>
 
 #include "simulator/modbus_map.h"
+#ifdef VANE_SIM_MQTT
+#include "simulator/mqtt_publisher.h"
+#endif
 #include "simulator/turbine_model.h"
 
 namespace {
@@ -136,6 +140,17 @@ int main(int argc, char** argv) {
   mb->add_option("--turbines", turbines, "number of turbines (unit ids 1..N)")->check(CLI::Range(1, 247))->capture_default_str();
   mb->add_option("--interval-ms", interval_ms, "how often the values change")->check(CLI::Range(10, 3600000))->capture_default_str();
   mb->add_option("--seed", seed, "random seed")->capture_default_str();
+#ifdef VANE_SIM_MQTT
+  vane::sim::MqttPublishOptions mo;
+  auto* mq = app.add_subcommand("mqtt", "environmental sensors publishing JSON");
+  mq->add_option("--broker", mo.broker, "broker URL")->capture_default_str();
+  mq->add_option("--sensors", mo.sensors, "number of sensors S-001..")->check(CLI::Range(1, 100000))->capture_default_str();
+  mq->add_option("--rate", mo.rate_hz, "messages per second per sensor")->check(CLI::Range(0.001, 1e6))->capture_default_str();
+  mq->add_option("--faults", mo.faults, "fraction of malformed or out-of-range messages")->check(CLI::Range(0.0, 1.0));
+  mq->add_option("--count", mo.count, "total messages, then exit (0: until stopped)");
+  mq->add_option("--qos", mo.qos, "publish QoS")->check(CLI::Range(0, 2))->capture_default_str();
+  mq->add_option("--seed", mo.seed, "random seed")->capture_default_str();
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -148,5 +163,8 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   if (*mb) return serve_modbus(listen, turbines, interval_ms, seed);
+#ifdef VANE_SIM_MQTT
+  if (*mq) return vane::sim::publish_sensors(mo, &g_stop);
+#endif
   return 2;
 }

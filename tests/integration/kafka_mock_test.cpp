@@ -1,18 +1,24 @@
-// The test support itself, against what the other integration tests build
-// on: vane-kafka-mock in its own process takes an idempotent acks=all
-// producer, KafkaReader reads every message back once with key, timestamp
-// and headers, and an outage ("down all" ... "up all") delays messages
-// without losing or duplicating any. Also ChildProcess basics.
+// The test support itself, and what the other integration tests may rely on
+// from it: vane-kafka-mock in its own process takes an idempotent acks=all
+// producer; KafkaReader reads every message back once with key, timestamp
+// and headers; an outage ("down all" ... "up all") delays messages without
+// losing any, and without duplicating any unless requests were in flight
+// when it began (see OutageWithRequestsInFlightLosesNothing). Also
+// ChildProcess and wait_until basics.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -250,7 +256,7 @@ TEST(KafkaMock, IdempotentProducerSurvivesOutageWithoutLossOrDuplicates) {
   EXPECT_EQ(msgs.size(), 1000u) << "messages landed while the broker was down";
   EXPECT_EQ(producer.delivered_ok(1000, 1500), 0u);
   EXPECT_EQ(producer.reported(1000, 1500), 0u) << "reports during the outage (message.timeout.ms is 120 s)";
-  EXPECT_EQ(producer.out_queue(), 500);
+  EXPECT_GE(producer.out_queue(), 500);  // plus any error events not served yet
   EXPECT_EQ(producer.fatal_error(), "");
   std::printf("[ info     ] during %lld ms down: producer errors:", ms_since(down_at));
   for (const auto& e : producer.errors()) std::printf(" [%s]", e.c_str());
@@ -275,9 +281,14 @@ TEST(KafkaMock, IdempotentProducerSurvivesOutageWithoutLossOrDuplicates) {
 }
 
 // Down while produce requests are in flight (responses delayed by rtt): the
-// broker may have appended a batch whose response never arrived, and the
-// retry must not append it twice.
-TEST(KafkaMock, OutageWithRequestsInFlightDuplicatesNothing) {
+// broker appended batches whose responses never arrived, and the producer
+// retries them after up. librdkafka's mock (2.0.2) checks producer sequence
+// numbers only for transactional producers, so those retries are appended a
+// second time: through the mock an idempotent producer is at-least-once, not
+// exactly-once, when a broker goes down with requests in flight (a real
+// broker would drop the retried duplicates). Nothing may be lost, though, and
+// the producer must neither fail nor raise a fatal error.
+TEST(KafkaMock, OutageWithRequestsInFlightLosesNothing) {
   MockKafka kafka;
   const std::string bootstrap = kafka.start(1, {"telemetry:3"});
   ASSERT_FALSE(bootstrap.empty()) << kafka.last_error();
@@ -285,7 +296,7 @@ TEST(KafkaMock, OutageWithRequestsInFlightDuplicatesNothing) {
   KafkaReader reader(bootstrap);
   constexpr int kN = 3000;
 
-  ASSERT_TRUE(kafka.rtt("all", 0)) << kafka.last_error();
+  ASSERT_TRUE(kafka.rtt("all", 100)) << kafka.last_error();
   producer.produce("telemetry", 0, kN);
   ASSERT_TRUE(producer.serve_until([&] { return producer.delivered_ok(0, kN) >= 100; }, deadline_in(30s)))
       << producer.diagnostics();
@@ -299,33 +310,38 @@ TEST(KafkaMock, OutageWithRequestsInFlightDuplicatesNothing) {
   ASSERT_TRUE(producer.serve_until([&] { return producer.reported(0, kN) == kN; }, deadline_in(60s)))
       << producer.diagnostics();
   EXPECT_EQ(producer.delivered_ok(0, kN), static_cast<std::size_t>(kN)) << producer.diagnostics();
+  EXPECT_EQ(producer.duplicate_reports(), 0u);
   EXPECT_EQ(producer.fatal_error(), "");
-  std::printf("[ info     ] acked before down: %zu of %d; producer errors:", acked_before_down, kN);
-  for (const auto& e : producer.errors()) std::printf(" [%s]", e.c_str());
-  std::printf("\n");
 
-  reader.read_until({"telemetry"}, kN, deadline_in(60s));
-  auto got = reader.read_until({"telemetry"}, kN + 1, deadline_in(1s));
-  {
-    ChildProcess kc({"kcat", "-C", "-b", bootstrap, "-t", "telemetry", "-e", "-q", "-f", "%p %o %h\\n"});
-    std::map<std::pair<int,long>, std::string> kcat;
-    while (auto l = kc.read_line(deadline_in(20s))) {
-      std::istringstream is(*l); int p; long o; std::string h; is >> p >> o >> h; kcat[{p,o}] = h;
-    }
-    std::printf("kcat: %zu msgs, reader %zu\n", kcat.size(), got.size());
-    for (auto& m : got) {
-      auto it = kcat.find({m.partition, m.offset});
-      std::string rh = "vane-seq=" + std::to_string(seq_of(m));
-      if (it == kcat.end()) std::printf("reader-only p%d o%ld\n", m.partition, (long)m.offset);
-      else if (it->second.find(rh + ",") != 0) std::printf("diff p%d o%ld kcat %s reader %s\n", m.partition, (long)m.offset, it->second.c_str(), rh.c_str());
-    }
-    for (int p = 0; p < 3; ++p) { std::printf("p%d:", p); for (auto& [k,v] : kcat) if (k.first==p && k.second < 400) std::printf(" %s", v.substr(9, v.find(',')-9).c_str()); std::printf("\n"); }
+  // Every seq at least once; copies only of whole retried batches.
+  auto msgs = reader.read_until(
+      {"telemetry"},
+      [&](const std::vector<ConsumedMessage>& all) {
+        std::set<int> seqs;
+        for (const auto& m : all) seqs.insert(seq_of(m));
+        return seqs.size() == static_cast<std::size_t>(kN);
+      },
+      deadline_in(60s));
+  msgs = reader.read_until({"telemetry"}, msgs.size() + 1, deadline_in(1s));  // and whatever else is there
+  std::map<int, int> count;
+  for (const auto& m : msgs) {
+    ++count[seq_of(m)];
+    EXPECT_EQ(m.value, value_of(seq_of(m)));
   }
-  expect_exactly(got, kN);
+  EXPECT_EQ(count.size(), static_cast<std::size_t>(kN));
+  EXPECT_EQ(count.count(-1), 0u);
+  std::size_t copies = 0;
+  for (const auto& [seq, c] : count) {
+    EXPECT_LE(c, 2) << "seq " << seq;
+    copies += static_cast<std::size_t>(c - 1);
+  }
+  std::printf("[ info     ] acked before down: %zu of %d; duplicates in the log: %zu\n", acked_before_down, kN,
+              copies);
 }
 
 // Three brokers, one down: partitions it leads stall (leadership does not
 // move), the others keep taking messages; after up, everything lands once.
+// Then leadership moves and the producer follows it.
 TEST(KafkaMock, OneOfThreeBrokersDownStallsOnlyItsPartitions) {
   MockKafka kafka;
   const std::string bootstrap = kafka.start(3, {"telemetry:3"});
@@ -333,37 +349,39 @@ TEST(KafkaMock, OneOfThreeBrokersDownStallsOnlyItsPartitions) {
   TestProducer producer(bootstrap);
   KafkaReader reader(bootstrap);
 
-  // Which broker leads which partition.
-  std::map<int32_t, int32_t> leader;
+  // The helper makes broker P % N + 1 lead partition P.
   {
     const rd_kafka_metadata_t* raw = nullptr;
     std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> rkt(
         rd_kafka_topic_new(producer.get(), "telemetry", nullptr), rd_kafka_topic_destroy);
     ASSERT_EQ(rd_kafka_metadata(producer.get(), 0, rkt.get(), &raw, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     RdKafkaMetadataPtr md(raw);
-    ASSERT_EQ(md->topic_cnt, 1);
     ASSERT_EQ(md->broker_cnt, 3);
-    for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
-      leader[md->topics[0].partitions[i].id] = md->topics[0].partitions[i].leader;
+    ASSERT_EQ(md->topic_cnt, 1);
+    ASSERT_EQ(md->topics[0].partition_cnt, 3);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(md->topics[0].partitions[i].leader, md->topics[0].partitions[i].id + 1);
       EXPECT_EQ(md->topics[0].partitions[i].replica_cnt, 3);
     }
   }
-  ASSERT_EQ(leader.size(), 3u);
-  const int32_t victim = leader.at(0);
+  auto leader = [](int32_t partition) { return partition + 1; };
 
   producer.produce("telemetry", 0, 300);
   ASSERT_TRUE(producer.serve_until([&] { return producer.reported(0, 300) == 300; }, deadline_in(30s)));
   ASSERT_EQ(reader.read_until({"telemetry"}, 300, deadline_in(30s)).size(), 300u);
 
-  // Where each key went while all brokers were up.
+  // Where each key went while all brokers were up; the victim leads one of
+  // the partitions in use, and not all of them.
   std::map<std::string, int32_t> partition_of_key;
   std::map<int32_t, std::size_t> before;
   for (const auto& m : reader.seen()) {
     partition_of_key[m.key] = m.partition;
     ++before[m.partition];
   }
+  ASSERT_GE(before.size(), 2u) << "all keys in one partition";
+  const int32_t victim = leader(before.begin()->first);
   std::size_t expected_elsewhere = 0;
-  for (int seq = 300; seq < 600; ++seq) expected_elsewhere += leader.at(partition_of_key.at(key_of(seq))) != victim;
+  for (int seq = 300; seq < 600; ++seq) expected_elsewhere += leader(partition_of_key.at(key_of(seq))) != victim;
 
   ASSERT_TRUE(kafka.down(victim)) << kafka.last_error();
   producer.produce("telemetry", 300, 600);
@@ -374,7 +392,7 @@ TEST(KafkaMock, OneOfThreeBrokersDownStallsOnlyItsPartitions) {
     for (const auto& m : all) ++now[m.partition];
     std::size_t n = 0;
     for (const auto& [p, c] : now)
-      if ((leader.at(p) == victim) == on_victim) n += c - before[p];
+      if ((leader(p) == victim) == on_victim) n += c - before[p];
     return n;
   };
   auto msgs = reader.read_until(
@@ -395,8 +413,18 @@ TEST(KafkaMock, OneOfThreeBrokersDownStallsOnlyItsPartitions) {
   ASSERT_TRUE(producer.serve_until([&] { return producer.reported(300, 600) == 300; }, deadline_in(60s)))
       << producer.diagnostics();
   EXPECT_EQ(producer.delivered_ok(0, 600), 600u) << producer.diagnostics();
-  reader.read_until({"telemetry"}, 600, deadline_in(60s));
-  expect_exactly(reader.read_until({"telemetry"}, 601, deadline_in(1s)), 600);
+
+  // Leadership of every partition moves to the next broker.
+  for (int32_t p = 0; p < 3; ++p)
+    ASSERT_TRUE(kafka.leader("telemetry", p, (p + 1) % 3 + 1)) << kafka.last_error();
+  producer.produce("telemetry", 600, 900);
+  ASSERT_TRUE(producer.serve_until([&] { return producer.reported(600, 900) == 300; }, deadline_in(60s)))
+      << producer.diagnostics();
+  EXPECT_EQ(producer.delivered_ok(600, 900), 300u) << producer.diagnostics();
+  EXPECT_EQ(producer.fatal_error(), "");
+
+  reader.read_until({"telemetry"}, 900, deadline_in(60s));
+  expect_exactly(reader.read_until({"telemetry"}, 901, deadline_in(1s)), 900);
 }
 
 TEST(KafkaMockHelper, ExitsWhenStdinCloses) {
@@ -424,6 +452,8 @@ TEST(KafkaMockHelper, AnswersEveryCommand) {
   const std::vector<std::pair<std::string, std::string>> dialogue{
       {"down 2", "OK down 2"},       {"up 2", "OK up 2"},           {"down all", "OK down all"},
       {"up", "OK up"},               {"rtt 1 50", "OK rtt 1 50"},   {"rtt all 0", "OK rtt all 0"},
+      {"leader a 1 3", "OK leader a 1 3"}, {"leader a 0 none", "OK leader a 0 none"},
+      {"leader a 2 1", "ERR "},      {"leader c 0 1", "ERR "},
       {"down 4", "ERR "},            {"down x", "ERR "},            {"rtt 1", "ERR "},
       {"frobnicate", "ERR "},        {"quit", "OK quit"},
   };

@@ -5,7 +5,9 @@
 //   vane-kafka-mock [--brokers N] [--topic NAME:PARTITIONS]...
 //
 // Defaults: 1 broker; topics telemetry:3 and telemetry.dlq:1. Replication
-// factor min(3, N). Broker ids are 1..N.
+// factor min(3, N). Broker ids are 1..N. With N <= 3, partition P starts out
+// led by broker P % N + 1, so a test knows which partitions "down ID" stalls
+// (N > 3: the mock's random pick among the replicas; ask the metadata).
 //
 // Prints exactly one line "BOOTSTRAP host:port,..." once ready, then takes
 // commands on stdin, one per line, answering "OK <command>" or
@@ -14,9 +16,19 @@
 //                   (default all); leadership does not move
 //   up [ID|all]     accept connections again (default all)
 //   rtt ID|all MS   delay every response by MS milliseconds
+//   leader TOPIC PARTITION ID|none
+//                   move leadership (clients see NOT_LEADER and follow), or
+//                   leave the partition without a leader
 //   quit
 // Exits 0 on quit, on EOF of stdin (its parent test went away), and on
 // SIGTERM, SIGINT or SIGHUP.
+//
+// What the mock does and does not do (librdkafka 2.0.2): a broker that is
+// down drops its connections and refuses new ones, and nothing else changes,
+// so producers queue and retry until it is up. Producer sequence numbers are
+// checked for transactional producers only: when a broker goes down with
+// produce requests in flight, an idempotent producer's retries can land a
+// second time (at-least-once), where a real broker would drop them.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <poll.h>
@@ -24,9 +36,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -131,10 +145,23 @@ int main(int argc, char** argv) {
   }
   const int rf = brokers < 3 ? brokers : 3;
   for (const auto& [name, parts] : topics) {
-    const rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc.get(), name.c_str(), parts, rf);
+    rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc.get(), name.c_str(), parts, rf);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::fprintf(stderr, "vane-kafka-mock: cannot create topic %s: %s\n", name.c_str(), rd_kafka_err2str(e));
       return 1;
+    }
+    // The mock picks a random replica as leader; make it predictable where
+    // every broker is a replica. (Which brokers replicate what beyond that
+    // differs between librdkafka versions, and the API does not tell.) Each
+    // mock call can stall for a second (2.0.2's mock thread sometimes misses
+    // its wake-up and sleeps out its 1 s poll), so none that change nothing.
+    for (int p = 0; brokers > 1 && brokers <= 3 && p < parts; ++p) {
+      const int leader = p % brokers + 1;
+      if ((e = rd_kafka_mock_partition_set_leader(mc.get(), name.c_str(), p, leader)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        std::fprintf(stderr, "vane-kafka-mock: cannot set the leader of %s [%d]: %s\n", name.c_str(), p,
+                     rd_kafka_err2str(e));
+        return 1;
+      }
     }
   }
   reply(std::string("BOOTSTRAP ") + rd_kafka_mock_cluster_bootstraps(mc.get()));
@@ -160,10 +187,10 @@ int main(int argc, char** argv) {
       buf.erase(0, nl + 1);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       std::istringstream words(line);
-      std::string cmd, a, b, extra;
-      words >> cmd >> a >> b >> extra;
+      std::string cmd, a, b, c, extra;
+      words >> cmd >> a >> b >> c >> extra;
       if (cmd.empty()) continue;
-      if (!extra.empty()) {
+      if (!extra.empty() || (cmd != "leader" && !c.empty())) {
         reply("ERR too many arguments: " + line);
         continue;
       }
@@ -186,6 +213,16 @@ int main(int argc, char** argv) {
           continue;
         }
         e = rd_kafka_mock_broker_set_rtt(mc.get(), *id, *ms);
+      } else if (cmd == "leader" && !c.empty()) {
+        const auto part = parse_int(b);
+        const auto id = c == "none" ? std::optional<int>(-1) : parse_broker(c, brokers);
+        // The mock would create a topic it does not know: only ours.
+        const auto t = std::find_if(topics.begin(), topics.end(), [&](const auto& tp) { return tp.first == a; });
+        if (t == topics.end() || !part || *part < 0 || *part >= t->second || !id || c == "all") {
+          reply("ERR usage: leader TOPIC PARTITION ID|none");
+          continue;
+        }
+        e = rd_kafka_mock_partition_set_leader(mc.get(), a.c_str(), *part, *id);
       } else {
         reply("ERR unknown command: " + line);
         continue;
@@ -195,6 +232,8 @@ int main(int argc, char** argv) {
     }
     if (std::ferror(stdout)) break;  // nobody reads our answers any more
   }
-  close(sig_fd);
-  return 0;
+  // Tearing the cluster and its handle down can take a second; nothing
+  // outside this process depends on it, the kernel closes the sockets.
+  std::fflush(stdout);
+  std::_Exit(0);
 }

@@ -200,6 +200,10 @@ bool MockKafka::command(const std::string& cmd) {
 bool MockKafka::down(const std::string& which) { return command("down " + which); }
 bool MockKafka::up(const std::string& which) { return command("up " + which); }
 bool MockKafka::rtt(const std::string& which, int ms) { return command("rtt " + which + " " + std::to_string(ms)); }
+bool MockKafka::leader(const std::string& topic, int partition, int broker_id) {
+  return command("leader " + topic + " " + std::to_string(partition) + " " +
+                 (broker_id < 0 ? std::string("none") : std::to_string(broker_id)));
+}
 
 bool MockKafka::stop(Deadline deadline) {
   if (!proc_) return true;

@@ -91,6 +91,8 @@ class MockKafka {
   bool up(int broker_id) { return up(std::to_string(broker_id)); }
   // Adds `ms` of round-trip delay to the broker(s).
   bool rtt(const std::string& which, int ms);
+  // Moves leadership of topic[partition] to broker_id (-1: no leader).
+  bool leader(const std::string& topic, int partition, int broker_id);
 
   // Sends quit; true if the helper exited 0 before the deadline.
   bool stop(Deadline deadline = deadline_in(std::chrono::seconds(10)));

@@ -1,6 +1,10 @@
-// A child process for tests: argv spawned with a stdin pipe and a stdout
-// pipe; stderr inherited or written to a file the test can read. Every wait
-// has a deadline. Killed (SIGKILL) and reaped on destruction if still running.
+// A child process for tests: argv spawned (posix_spawnp) with a stdin pipe
+// and a stdout pipe; stderr inherited or written to a file the test can read.
+// Every wait has a deadline and is a poll() on the pipe or the child's pidfd.
+// Killed (SIGKILL) and reaped on destruction if still running.
+//
+// stdout is a pipe: a child that writes more than it holds (64 KiB) without
+// the test reading blocks. Give chatty children a stderr file instead.
 #pragma once
 
 #include <sys/types.h>
