@@ -2,6 +2,7 @@
 // loopback port, with vane-sim mqtt and mosquitto_pub as publishers.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +30,8 @@ int free_port() {
 class Mosquitto {
  public:
   Mosquitto(const TempDir& dir, int port) : dir_(dir), port_(port) {
+    // Started as root, mosquitto drops to its own user: let it in.
+    ::chmod(dir.path().c_str(), 0777);
     write_file(dir.path() + "/mosquitto.conf", "listener " + std::to_string(port) +
                                                     " 127.0.0.1\nallow_anonymous true\npersistence true\n"
                                                     "persistence_location " + dir.path() + "/\n");
@@ -248,6 +251,93 @@ TEST_F(MqttTest, MalformedPayloadsGoToTheDeadLetterTopicWithTheirReason) {
   ASSERT_EQ(ok.size(), 1u);
   EXPECT_EQ(json::parse(ok[0].value)["temperature"], 21.5);
   stop_vane(*vane);
+}
+
+}  // namespace
+}  // namespace vane::test
+
+namespace vane::test {
+namespace {
+
+// Generates a CA, a server certificate for 127.0.0.1 and a client
+// certificate with openssl, runs mosquitto with TLS and required client
+// certificates, and checks vane connects — and refuses a broker its CA did
+// not sign, saying so.
+class MqttTlsTest : public ::testing::Test {
+ protected:
+  bool sh(const std::string& cmd) {
+    ChildProcess p({"/bin/sh", "-c", cmd}, dir_.path() + "/openssl.log");
+    auto rc = p.wait_exit(std::chrono::steady_clock::now() + 60s);
+    return rc && *rc == 0;
+  }
+  void SetUp() override {
+    const std::string d = dir_.path();
+    write_file(d + "/san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    for (const char* ca : {"ca", "otherca"})
+      ASSERT_TRUE(sh("cd " + d + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + ca + ".key -out " + ca +
+                     ".crt -days 2 -subj /CN=vane-test-" + ca));
+    for (const char* who : {"server", "client"})
+      ASSERT_TRUE(sh("cd " + d + " && openssl req -newkey rsa:2048 -nodes -keyout " + who + ".key -out " + who +
+                     ".csr -subj /CN=" + who + " && openssl x509 -req -in " + who +
+                     ".csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out " + who + ".crt"))
+          << ChildProcess({"/bin/cat", d + "/openssl.log"}).captured_stderr();
+    // Started as root, mosquitto drops to its own user: it must read its files.
+    ASSERT_TRUE(sh("chmod 755 " + d + " && chmod 644 " + d + "/*.key"));
+    port_ = free_port();
+    write_file(d + "/mosquitto.conf", "listener " + std::to_string(port_) + " 127.0.0.1\n" + "cafile " + d +
+                                          "/ca.crt\ncertfile " + d + "/server.crt\nkeyfile " + d +
+                                          "/server.key\nrequire_certificate true\nallow_anonymous true\n");
+    broker_ = std::make_unique<ChildProcess>(std::vector<std::string>{"mosquitto", "-c", d + "/mosquitto.conf"},
+                                             d + "/mosquitto.log");
+    bootstrap_ = kafka_.start(1, {"telemetry:3", "telemetry.dlq:1"});
+    ASSERT_FALSE(bootstrap_.empty());
+  }
+
+  std::unique_ptr<ChildProcess> start_vane(const std::string& ca) {
+    const std::string d = dir_.path();
+    const std::string cfg =
+        "{\n \"gateway\": { \"id\": \"gw-test\" },\n \"buffer\": { \"path\": \"" + d + "/buffer.db\" },\n"
+        " \"kafka\": { \"brokers\": \"" + bootstrap_ + "\", \"shutdown_timeout_ms\": 3000 },\n"
+        " \"sources\": [ { \"name\": \"env\", \"type\": \"mqtt\", \"url\": \"mqtts://127.0.0.1:" + std::to_string(port_) +
+        "\", \"topics\": [\"sensors/+/telemetry\"], \"device_id\": \"{topic[1]}\", \"ca_file\": \"" + d + "/" + ca +
+        ".crt\", \"cert_file\": \"" + d + "/client.crt\", \"key_file\": \"" + d + "/client.key\" } ]\n}\n";
+    write_file(d + "/vane.jsonc", cfg);
+    return std::make_unique<ChildProcess>(std::vector<std::string>{vane_bin(), "run", "-c", d + "/vane.jsonc"},
+                                          d + "/vane.stderr");
+  }
+
+  TempDir dir_;
+  MockKafka kafka_;
+  std::string bootstrap_;
+  int port_ = 0;
+  std::unique_ptr<ChildProcess> broker_;
+};
+
+TEST_F(MqttTlsTest, ConnectsWithClientCertificateAndRefusesAWrongCa) {
+  auto vane = start_vane("ca");
+  ASSERT_TRUE(wait_until([&] { return vane->captured_stderr().find("connected to ssl://") != std::string::npos; }, 20s))
+      << vane->captured_stderr();
+  const std::string d = dir_.path();
+  ChildProcess pub({"mosquitto_pub", "-h", "127.0.0.1", "-p", std::to_string(port_), "--cafile", d + "/ca.crt", "--cert",
+                    d + "/client.crt", "--key", d + "/client.key", "-t", "sensors/S-7/telemetry", "-q", "1", "-m",
+                    "{\"temperature\": 19.5}"},
+                   d + "/pub.stderr");
+  ASSERT_EQ(pub.wait_exit(std::chrono::steady_clock::now() + 10s), 0) << pub.captured_stderr();
+  KafkaReader reader(bootstrap_);
+  auto msgs = reader.read_until({"telemetry"}, 1, std::chrono::steady_clock::now() + 20s);
+  ASSERT_EQ(msgs.size(), 1u) << vane->captured_stderr();
+  EXPECT_EQ(msgs[0].key, "S-7");
+  vane->send_signal(SIGTERM);
+  EXPECT_EQ(vane->wait_exit(std::chrono::steady_clock::now() + 20s), 0);
+
+  // A CA that did not sign the broker's certificate: refused, and said so.
+  auto wrong = start_vane("otherca");
+  ASSERT_TRUE(wait_until([&] { return wrong->captured_stderr().find("cannot connect to ssl://") != std::string::npos; }, 20s))
+      << wrong->captured_stderr();
+  EXPECT_EQ(wrong->captured_stderr().find("connected to ssl://"), std::string::npos) << wrong->captured_stderr();
+  EXPECT_NE(wrong->captured_stderr().find("TLS connect failure"), std::string::npos) << wrong->captured_stderr();
+  wrong->send_signal(SIGTERM);
+  EXPECT_EQ(wrong->wait_exit(std::chrono::steady_clock::now() + 20s), 0);
 }
 
 }  // namespace
