@@ -40,3 +40,15 @@ print("| CPU per register read | CPU share of one core | readings |")
 print("|---|---|---|")
 print(f"| {r['cpu_us_per_register_read']} µs | {r['cpu_percent']} % | {r['readings']} |")
 PY
+echo
+python3 - "$B" <<'PY'
+import json, subprocess, sys, datetime, platform
+out = subprocess.run(["/usr/bin/python3", "tests/bench/mqtt_bench.py", "--build", sys.argv[1], "--messages", "100000"],
+                     capture_output=True, text=True, check=True).stdout
+r = json.loads(out.strip().splitlines()[-1])
+print(f"### MQTT ingest, {datetime.date.today()} ({platform.machine()})")
+print()
+print("| published (QoS 1) | committed | lost | end to end | vane CPU per message |")
+print("|---|---|---|---|---|")
+print(f"| {r['published']} | {r['committed']} | {r['lost']} | {r['messages_per_s']} msg/s | {r['cpu_us_per_message']} µs |")
+PY

@@ -34,6 +34,9 @@ int publish_sensors(const MqttPublishOptions& o, volatile std::sig_atomic_t* sto
   ::mqtt::connect_options copts;
   copts.set_clean_session(true);
   copts.set_automatic_reconnect(1, 5);
+  // The window of unacknowledged QoS 1/2 publishes; the loop keeps below it.
+  constexpr std::size_t kWindow = 512;
+  copts.set_max_inflight(static_cast<int>(kWindow * 2));
   try {
     cli.connect(copts)->wait();
   } catch (const ::mqtt::exception& e) {
@@ -68,16 +71,29 @@ int publish_sensors(const MqttPublishOptions& o, volatile std::sig_atomic_t* sto
       else payload.replace(payload.find("\"status\":\"ok\""), 13, "\"status\":\"exploded\"");
     }
     const std::string topic = o.topic_prefix + "/" + id + "/telemetry";
-    try {
-      pending.push_back(cli.publish(topic, payload, o.qos, false));
-    } catch (const ::mqtt::exception& e) {
-      std::fprintf(stderr, "vane-sim: publish failed: %s\n", e.what());
-      break;
+    bool ok = false;
+    for (int attempt = 0; attempt < 2 && !ok; ++attempt) {
+      try {
+        pending.push_back(cli.publish(topic, payload, o.qos, false));
+        ok = true;
+      } catch (const ::mqtt::exception& e) {
+        // The client's queue is full: let the broker catch up, then retry.
+        if (attempt == 0 && e.get_return_code() == -12) {
+          for (auto& tok : pending) {
+            tok->wait();
+            ++acked;
+          }
+          pending.clear();
+          continue;
+        }
+        std::fprintf(stderr, "vane-sim: publish failed: %s\n", e.what());
+      }
     }
+    if (!ok) break;
     ++sent;
     ++n[static_cast<std::size_t>(s)];
     s = (s + 1) % o.sensors;
-    while (pending.size() > 200) {
+    while (pending.size() >= kWindow) {
       pending.front()->wait();
       pending.pop_front();
       ++acked;

@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Sustained MQTT ingest: vane-sim mqtt -> mosquitto -> vane -> Kafka mock helper.
+
+    mqtt_bench.py --build BUILD_DIR [--messages N] [--sensors S] [--rate HZ_PER_SENSOR]
+
+Publishes N QoS 1 messages, waits until vane committed all of them and the
+buffer drained to Kafka, and prints messages/s end to end, whether any was
+lost, and vane's CPU time per message.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stats(build, path):
+    out = subprocess.run([f"{build}/agent/vane", "buffer", "stats", path], capture_output=True, text=True).stdout
+    rows = int(re.search(r"rows:\s+(\d+)", out).group(1))
+    nxt = int(re.search(r"next seq:\s+(\d+)", out).group(1))
+    return rows, nxt - 1
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--messages", type=int, default=100000)
+    ap.add_argument("--sensors", type=int, default=20)
+    ap.add_argument("--rate", type=float, default=1000)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o777)
+        port = free_port()
+        with open(f"{d}/m.conf", "w") as f:
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
+        broker = subprocess.Popen(["mosquitto", "-c", f"{d}/m.conf"], stderr=subprocess.DEVNULL)
+        kafka = subprocess.Popen([f"{a.build}/tests/support/vane-kafka-mock"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        vane = None
+        try:
+            bootstrap = kafka.stdout.readline().split()[1]
+            cfg = {"gateway": {"id": "gw-bench"}, "buffer": {"path": f"{d}/buffer.db"},
+                   "kafka": {"brokers": bootstrap},
+                   "sources": [{"name": "env", "type": "mqtt", "url": f"tcp://127.0.0.1:{port}",
+                                "topics": ["sensors/+/telemetry"], "qos": 1, "device_id": "{topic[1]}"}]}
+            with open(f"{d}/vane.jsonc", "w") as f:
+                json.dump(cfg, f)
+            err = open(f"{d}/vane.stderr", "w+")
+            vane = subprocess.Popen([f"{a.build}/agent/vane", "run", "-c", f"{d}/vane.jsonc"], stderr=err)
+            deadline = time.time() + 20
+            while "connected to" not in open(f"{d}/vane.stderr").read():
+                if time.time() > deadline:
+                    raise RuntimeError("vane did not connect")
+                time.sleep(0.05)
+            c0, t0 = cpu_s(vane.pid), time.time()
+            pub = subprocess.run([f"{a.build}/simulator/vane-sim", "mqtt", "--broker", f"tcp://127.0.0.1:{port}",
+                                  "--sensors", str(a.sensors), "--rate", str(a.rate), "--count", str(a.messages)],
+                                 capture_output=True, text=True, timeout=600)
+            published = int(pub.stdout.split()[-1])
+            t_pub = time.time() - t0
+            deadline = time.time() + 120
+            while True:
+                rows, committed = stats(a.build, f"{d}/buffer.db")
+                if (committed >= published and rows == 0) or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            wall, cpu = time.time() - t0, cpu_s(vane.pid) - c0
+            print(json.dumps({"published": published, "committed": committed, "lost": published - committed,
+                              "left_in_buffer": rows, "publish_s": round(t_pub, 2), "end_to_end_s": round(wall, 2),
+                              "messages_per_s": round(committed / wall), "cpu_us_per_message": round(cpu * 1e6 / max(1, committed), 2)}))
+            return 0 if committed == published and rows == 0 else 1
+        finally:
+            if vane:
+                vane.send_signal(signal.SIGTERM)
+                vane.wait(timeout=30)
+            kafka.stdin.close()
+            kafka.wait(timeout=10)
+            broker.terminate()
+            broker.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
