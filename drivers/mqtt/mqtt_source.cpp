@@ -215,7 +215,8 @@ Reading map_message(const SourceOptions& o, const std::string& topic, const std:
     r.timestamp = TimePoint(Micros(us));
   }
   auto to_value = [](const json& v, Value& out) {
-    if (v.is_number_integer() && !v.is_number_unsigned()) out = v.get<std::int64_t>();
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX)) out = v.get<std::int64_t>();
+    else if (v.is_number_integer() && !v.is_number_unsigned()) out = v.get<std::int64_t>();
     else if (v.is_number()) out = v.get<double>();
     else if (v.is_boolean()) out = v.get<bool>();
     else if (v.is_string()) out = v.get<std::string>();
