@@ -342,3 +342,53 @@ TEST_F(MqttTlsTest, ConnectsWithClientCertificateAndRefusesAWrongCa) {
 
 }  // namespace
 }  // namespace vane::test
+
+namespace vane::test {
+namespace {
+
+// Username and a password from a file: connects; a wrong password is a
+// logged, retried refusal; the password itself never appears in the log.
+TEST(MqttAuth, PasswordFromAFileAndNeverLogged) {
+  TempDir dir;
+  const std::string d = dir.path();
+  ::chmod(d.c_str(), 0777);
+  {
+    ChildProcess p({"mosquitto_passwd", "-b", "-c", d + "/passwd", "vane", "s3cret-Pa55"}, d + "/p.log");
+    ASSERT_EQ(p.wait_exit(std::chrono::steady_clock::now() + 10s), 0);
+  }
+  ::chmod((d + "/passwd").c_str(), 0644);
+  const int port = free_port();
+  write_file(d + "/m.conf", "listener " + std::to_string(port) + " 127.0.0.1\nallow_anonymous false\npassword_file " + d +
+                                "/passwd\n");
+  ChildProcess broker({"mosquitto", "-c", d + "/m.conf"}, d + "/m.log");
+  MockKafka kafka;
+  const std::string bootstrap = kafka.start(1, {"telemetry:3", "telemetry.dlq:1"});
+  ASSERT_FALSE(bootstrap.empty());
+  auto run = [&](const std::string& password) {
+    write_file(d + "/pw", password + "\n");
+    write_file(d + "/vane.jsonc", "{\"gateway\": {\"id\": \"gw\"}, \"buffer\": {\"path\": \"" + d + "/b.db\"},"
+                                  "\"kafka\": {\"brokers\": \"" + bootstrap + "\"}, \"sources\": [{\"name\": \"env\","
+                                  " \"type\": \"mqtt\", \"url\": \"tcp://127.0.0.1:" + std::to_string(port) + "\","
+                                  " \"topics\": [\"s/#\"], \"device_id\": \"{topic[1]}\", \"username\": \"vane\","
+                                  " \"password_file\": \"" + d + "/pw\"}]}");
+    return std::make_unique<ChildProcess>(std::vector<std::string>{vane_bin(), "run", "-c", d + "/vane.jsonc"},
+                                          d + "/vane-" + password + ".log");
+  };
+  auto good = run("s3cret-Pa55");
+  EXPECT_TRUE(wait_until([&] { return good->captured_stderr().find("connected to tcp://") != std::string::npos; }, 20s))
+      << good->captured_stderr();
+  good->send_signal(SIGTERM);
+  EXPECT_EQ(good->wait_exit(std::chrono::steady_clock::now() + 20s), 0);
+
+  auto bad = run("wrong-Pa55");
+  EXPECT_TRUE(wait_until([&] { return bad->captured_stderr().find("cannot connect to tcp://") != std::string::npos; }, 20s))
+      << bad->captured_stderr();
+  bad->send_signal(SIGTERM);
+  EXPECT_EQ(bad->wait_exit(std::chrono::steady_clock::now() + 20s), 0);
+  for (const auto* p : {good.get(), bad.get()}) {
+    EXPECT_EQ(p->captured_stderr().find("Pa55"), std::string::npos) << p->captured_stderr();
+  }
+}
+
+}  // namespace
+}  // namespace vane::test
