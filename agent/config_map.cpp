@@ -155,7 +155,7 @@ SourceType mqtt_type() {
                  for (auto& e : errors) out.emplace_back(e.pointer, e.message);
                }};
   auto& o = s.table.options;
-  o.push_back({"url", OptType::kString, "", "broker: tcp://host:1883, ssl://host:8883 (or mqtts://), ws://, wss://", {}, -1e300, 1e300, true});
+  o.push_back({"url", OptType::kString, "", "broker: tcp://host:1883 or ssl://host:8883 (mqtts:// is the same); websockets are not supported", {}, -1e300, 1e300, true});
   o.push_back({"client_id", OptType::kString, "vane-<source name>", "MQTT client id; keep it stable for a persistent session"});
   o.push_back({"topics", OptType::kArray, "", "topic filters, + and # wildcards", {}, -1e300, 1e300, true});
   o.push_back({"qos", OptType::kUint, "1", "subscription QoS 0, 1 or 2", {}, 0, 2});
