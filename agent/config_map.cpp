@@ -111,7 +111,7 @@ SourceType modbus_type(bool rtu) {
                rtu ? "Modbus RTU polling over a serial line" : "Modbus TCP polling",
                {"/sources/N", rtu ? "modbus_rtu source" : "modbus_tcp source", common_source_options("device_id")},
                [](const nlohmann::json& src, const std::string& ptr, std::vector<std::pair<std::string, std::string>>& out) {
-                 std::vector<modbus::ConfigError> errors;
+                 std::vector<ConfigError> errors;
                  modbus::parse_source(src, ptr, errors);
                  for (auto& e : errors) out.emplace_back(e.pointer, e.message);
                }};
@@ -150,7 +150,7 @@ SourceType mqtt_type() {
   SourceType s{"mqtt", true, "MQTT subscription",
                {"/sources/N", "mqtt source", common_source_options("device_id")},
                [](const nlohmann::json& src, const std::string& ptr, std::vector<std::pair<std::string, std::string>>& out) {
-                 std::vector<mqtt::ConfigError> errors;
+                 std::vector<ConfigError> errors;
                  mqtt::parse_source(src, ptr, errors);
                  for (auto& e : errors) out.emplace_back(e.pointer, e.message);
                }};

@@ -27,33 +27,26 @@ Result<std::unique_ptr<Source>> make_simulator(const SourceConfig& cfg, const Or
   return std::unique_ptr<Source>(std::make_unique<SimulatorSource>(o, origin));
 }
 
-#ifdef VANE_HAVE_DRIVER_MODBUS
-Result<std::unique_ptr<Source>> make_modbus(const SourceConfig& cfg, const Origin* origin) {
-  std::vector<modbus::ConfigError> errors;
-  auto opts = modbus::parse_source(nlohmann::json::parse(cfg.raw), cfg.pointer, errors);
+// A driver source from its raw config object: the driver parses it (the
+// config loader already reported its errors) and builds the source.
+template <class SourceT, class ParseFn>
+Result<std::unique_ptr<Source>> make_driver_source(const SourceConfig& cfg, const Origin* origin, ParseFn parse) {
+  std::vector<ConfigError> errors;
+  auto opts = parse(nlohmann::json::parse(cfg.raw), cfg.pointer, errors);
   if (!errors.empty()) return Status::invalid(errors[0].pointer + ": " + errors[0].message);
-  return std::unique_ptr<Source>(std::make_unique<modbus::ModbusSource>(std::move(opts), origin));
+  return std::unique_ptr<Source>(std::make_unique<SourceT>(std::move(opts), origin));
 }
-#endif
-
-#ifdef VANE_HAVE_DRIVER_MQTT
-Result<std::unique_ptr<Source>> make_mqtt(const SourceConfig& cfg, const Origin* origin) {
-  std::vector<mqtt::ConfigError> errors;
-  auto opts = mqtt::parse_source(nlohmann::json::parse(cfg.raw), cfg.pointer, errors);
-  if (!errors.empty()) return Status::invalid(errors[0].pointer + ": " + errors[0].message);
-  return std::unique_ptr<Source>(std::make_unique<mqtt::MqttSource>(std::move(opts), origin));
-}
-#endif
 
 }  // namespace
 
 Result<std::unique_ptr<Source>> make_source(const SourceConfig& cfg, const Origin* origin) {
   if (cfg.type == "simulator") return make_simulator(cfg, origin);
 #ifdef VANE_HAVE_DRIVER_MODBUS
-  if (cfg.type == "modbus_tcp" || cfg.type == "modbus_rtu") return make_modbus(cfg, origin);
+  if (cfg.type == "modbus_tcp" || cfg.type == "modbus_rtu")
+    return make_driver_source<modbus::ModbusSource>(cfg, origin, modbus::parse_source);
 #endif
 #ifdef VANE_HAVE_DRIVER_MQTT
-  if (cfg.type == "mqtt") return make_mqtt(cfg, origin);
+  if (cfg.type == "mqtt") return make_driver_source<mqtt::MqttSource>(cfg, origin, mqtt::parse_source);
 #endif
   return Status::invalid(cfg.pointer + ": source type \"" + cfg.type + "\" is not available in this build");
 }
@@ -65,7 +58,7 @@ namespace vane {
 std::string describe_source(const SourceConfig& cfg) {
 #ifdef VANE_HAVE_DRIVER_MODBUS
   if (cfg.type == "modbus_tcp" || cfg.type == "modbus_rtu") {
-    std::vector<modbus::ConfigError> errors;
+    std::vector<ConfigError> errors;
     auto opts = modbus::parse_source(nlohmann::json::parse(cfg.raw), cfg.pointer, errors);
     if (errors.empty()) return modbus::describe_plan(opts);
   }

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/config_error.h"
 #include "core/reading.h"
 
 namespace vane::modbus {
@@ -48,10 +49,7 @@ struct Request {
   std::vector<std::size_t> entries;
 };
 
-struct ConfigError {
-  std::string pointer;
-  std::string message;
-};
+using vane::ConfigError;
 
 class RegisterMap {
  public:

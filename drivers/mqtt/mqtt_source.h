@@ -19,14 +19,12 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/config_error.h"
 #include "core/source.h"
 
 namespace vane::mqtt {
 
-struct ConfigError {
-  std::string pointer;
-  std::string message;
-};
+using vane::ConfigError;
 
 enum class TimeFormat { kReceive, kIso8601, kEpochS, kEpochMs, kEpochUs };
 
