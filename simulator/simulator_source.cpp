@@ -71,25 +71,11 @@ Status SimulatorSource::start(ReadingSink& sink) {
   return Status::ok();
 }
 
-void SimulatorSource::pause() {
-  std::lock_guard<std::mutex> lock(mu_);
-  paused_ = true;
-}
-
-void SimulatorSource::resume() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    paused_ = false;
-  }
-  cv_.notify_all();
-}
+void SimulatorSource::pause() { control_.pause(); }
+void SimulatorSource::resume() { control_.resume(); }
 
 void SimulatorSource::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  control_.stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -112,14 +98,7 @@ void SimulatorSource::run(ReadingSink* sink) {
   // How many readings one wake-up may emit when paced: keeps high rates from
   // costing one condition-variable wait per reading.
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (period.count() > 0 && clock::now() < next) {
-        cv_.wait_until(lock, next, [&] { return stop_; });
-      }
-      cv_.wait(lock, [&] { return stop_ || !paused_; });
-      if (stop_) return;
-    }
+    if (!control_.wait(period.count() > 0 ? next : clock::time_point{})) return;
     // Emit every reading that is due now (absolute schedule: no drift).
     const auto now = clock::now();
     if (period.count() > 0 && now - next > std::chrono::seconds(1)) {
@@ -131,8 +110,7 @@ void SimulatorSource::run(ReadingSink* sink) {
     do {
       if (opts_.limit > 0 && produced_.load(std::memory_order_relaxed) >= opts_.limit) {
         finished_ = true;
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_; });
+        control_.wait_for_stop();
         return;
       }
       if (!sink->submit(make_reading(i, now_us(), dt_s))) return;

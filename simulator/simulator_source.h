@@ -4,13 +4,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/run_control.h"
 #include "core/source.h"
 #include "simulator/turbine_model.h"
 
@@ -58,10 +57,7 @@ class SimulatorSource final : public Source {
   std::vector<sim::Turbine> turbines_;
   std::vector<std::string> ids_;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;    // guarded by mu_
-  bool paused_ = false;  // guarded by mu_
+  RunControl control_;
   std::atomic<bool> finished_{false};
   std::atomic<std::uint64_t> produced_{0};
   std::atomic<std::uint64_t> skipped_{0};

@@ -161,25 +161,11 @@ Status ModbusSource::start(ReadingSink& sink) {
   return Status::ok();
 }
 
-void ModbusSource::pause() {
-  std::lock_guard<std::mutex> lock(mu_);
-  paused_ = true;
-}
-
-void ModbusSource::resume() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    paused_ = false;
-  }
-  cv_.notify_all();
-}
+void ModbusSource::pause() { control_.pause(); }
+void ModbusSource::resume() { control_.resume(); }
 
 void ModbusSource::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  control_.stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -314,12 +300,7 @@ void ModbusSource::run(ReadingSink* sink) {
   const auto period = std::chrono::milliseconds(std::max(1, opts_.interval_ms));
   auto next = clock::now();
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, next, [&] { return stop_; });
-      cv_.wait(lock, [&] { return stop_ || !paused_; });
-      if (stop_) return;
-    }
+    if (!control_.wait(next)) return;
     next += period;
     if (!c.connected) {
       if (!connect(c)) {

@@ -5,16 +5,15 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/run_control.h"
 #include "core/source.h"
 #include "modbus/register_map.h"
 
@@ -84,10 +83,7 @@ class ModbusSource final : public Source {
   std::map<std::string, std::vector<Request>> plans_;  // by profile
   std::vector<std::unique_ptr<DeviceStats>> stats_;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;    // guarded by mu_
-  bool paused_ = false;  // guarded by mu_
+  RunControl control_;
   std::atomic<std::uint64_t> overruns_{0}, reconnects_{0};
 };
 
