@@ -142,12 +142,22 @@ int run_agent(const std::string& path) {
   bopts.max_bytes = cfg.buffer.max_bytes;
   bopts.overflow = cfg.buffer.overflow;
   bopts.sync = cfg.buffer.sync;
+  bopts.replay = cfg.buffer.replay;
   auto opened = SqliteBuffer::open(bopts);
   if (!opened) {
     std::fprintf(stderr, "%s: /buffer/path: %s\n", cfg.file.c_str(), opened.status().message().c_str());
     return 2;
   }
   std::unique_ptr<SqliteBuffer> buffer = std::move(opened.value());
+  Metrics metrics;
+  if (const Quarantine& q = buffer->quarantine(); !q.moved_to.empty()) {
+    metrics.buffer_quarantined.fetch_add(1, std::memory_order_relaxed);
+    metrics.buffer_salvaged.fetch_add(q.salvaged, std::memory_order_relaxed);
+    VANE_LOG_ERROR("buffer %s was unusable (%s): moved aside to %s; a fresh buffer starts with the %" PRIu64
+                   " rows still readable from it%s",
+                   cfg.buffer.path.c_str(), q.reason.c_str(), q.moved_to.c_str(), q.salvaged,
+                   q.next_seq_from ? "" : " (its sequence was unreadable: seqs continue after the highest salvaged)");
+  }
   {
     const BufferStats st = buffer->stats();
     VANE_LOG_INFO("buffer %s: %" PRIu64 " rows waiting, next seq %" PRIu64, cfg.buffer.path.c_str(),
@@ -168,7 +178,6 @@ int run_agent(const std::string& path) {
                   bootstrap.c_str());
   }
 
-  Metrics metrics;
   std::vector<std::unique_ptr<Origin>> origins;
   for (const auto& s : cfg.sources) {
     metrics.sources[s.name] = std::make_unique<SourceCounters>();

@@ -306,6 +306,7 @@ class Loader {
       const std::string s = b["sync"];
       out.sync = s == "off" ? SyncLevel::kOff : s == "full" ? SyncLevel::kFull : SyncLevel::kNormal;
     }
+    if (b.contains("replay") && b["replay"] == "live_first") out.replay = Replay::kLiveFirst;
   }
 
   void load_kafka(const json& k, KafkaConfig& out) {
@@ -316,6 +317,11 @@ class Loader {
     str("brokers", out.brokers);
     str("topic", out.topic);
     str("dead_letter_topic", out.dead_letter_topic);
+    str("checkpoint_topic", out.checkpoint_topic);
+    if (k.contains("exactly_once") && k["exactly_once"].is_boolean()) out.exactly_once = k["exactly_once"];
+    if (out.checkpoint_topic.empty()) error("/kafka/checkpoint_topic", "must not be empty");
+    if (out.checkpoint_topic == out.topic || out.checkpoint_topic == out.dead_letter_topic)
+      error("/kafka/checkpoint_topic", "must differ from kafka.topic and kafka.dead_letter_topic");
     if (out.topic.empty()) error("/kafka/topic", "must not be empty");
     if (out.dead_letter_topic.empty()) error("/kafka/dead_letter_topic", "must not be empty");
     if (out.topic == out.dead_letter_topic)

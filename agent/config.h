@@ -43,6 +43,8 @@ struct KafkaConfig {
   std::map<std::string, std::string> properties;  // passed through to librdkafka
   int max_in_flight = 10000;           // rows handed to the producer and not yet acked
   int shutdown_timeout_ms = 5000;      // bound on waiting for in-flight deliveries at stop
+  bool exactly_once = false;           // transactional producer + checkpoint topic
+  std::string checkpoint_topic = "vane.checkpoints";
 };
 
 struct BufferConfig {
@@ -50,6 +52,7 @@ struct BufferConfig {
   std::uint64_t max_bytes = 1ULL << 30;
   Overflow overflow = Overflow::kDropOldest;
   SyncLevel sync = SyncLevel::kNormal;
+  Replay replay = Replay::kFifo;
 };
 
 struct HttpConfig {

@@ -51,6 +51,11 @@ const ConfigTable& buffer_table() {
        "SQLite synchronous level: off (survives a process crash), normal (WAL: survives a process crash; "
        "a power loss may lose the last commits), full (fsync per commit: survives power loss)",
        {"off", "normal", "full"}},
+      {"replay", OptType::kEnum, "fifo",
+       "after an outage: fifo drains strictly oldest first; live_first sends readings committed since the "
+       "backlog was found first and drains the backlog beside them (per-key order then holds within each of "
+       "the two, not across them; see docs/RELIABILITY.md)",
+       {"fifo", "live_first"}},
   }};
   return t;
 }
@@ -65,6 +70,12 @@ const ConfigTable& kafka_table() {
       {"max_in_flight", OptType::kUint, "10000",
        "rows handed to the producer and not yet acknowledged; bounds duplicates after a crash", {}, 1, 1000000},
       {"shutdown_timeout_ms", OptType::kUint, "5000", "at stop, how long to wait for in-flight deliveries", {}, 0, 600000},
+      {"exactly_once", OptType::kBool, "false",
+       "transactional producer (transactional.id vane-<gateway id>): each batch is committed together with a "
+       "checkpoint record, and rows at or below the last checkpoint are never sent again, so read_committed "
+       "consumers see every reading once, also across crashes"},
+      {"checkpoint_topic", OptType::kString, "vane.checkpoints",
+       "exactly_once: compacted topic holding each gateway's highest delivered seq, keyed by gateway id"},
   }};
   return t;
 }

@@ -38,6 +38,9 @@ struct Metrics {
   Counter dropped_oldest{0};       // buffer cap, drop_oldest policy
   Counter dropped_newest{0};       // buffer cap, drop_newest policy (or no room at all)
   Counter dropped_ingest_timeout{0};  // a source could not hand over in time
+  Counter dropped_disk_full{0};    // part of the two dropped_ above: the filesystem was full, not the cap
+  Counter buffer_quarantined{0};   // unusable buffer files moved aside at start
+  Counter buffer_salvaged{0};      // rows read back from them
   Counter buffer_errors{0};        // failed buffer transactions (retried)
   Counter delivered{0};            // acknowledged by Kafka and deleted
   Counter delivery_errors{0};      // failed delivery attempts (rows stay buffered)

@@ -205,14 +205,19 @@ bool Pipeline::commit(std::span<Reading> in) {
   metrics_.readings_in.fetch_add(in.size(), std::memory_order_relaxed);
   metrics_.accepted.fetch_add(accepted, std::memory_order_relaxed);
   metrics_.rejected.fetch_add(rejected, std::memory_order_relaxed);
+  // Logged once per episode and reason; every drop is counted.
   const std::size_t dropped = res->dropped_newest + res->dropped_oldest;
-  if (dropped > 0 && !dropping_) {
+  const bool cap = dropped > res->dropped_disk_full, disk = res->dropped_disk_full > 0;
+  if (cap && !dropping_cap_)
     VANE_LOG_WARN("buffer full (buffer.max_bytes): the overflow policy drops readings; every drop is counted");
-    dropping_ = true;
-  } else if (dropped == 0 && dropping_) {
-    VANE_LOG_NOTICE("buffer below its cap again: no more drops");
-    dropping_ = false;
-  }
+  if (disk && !dropping_disk_)
+    VANE_LOG_WARN("buffer: the filesystem is full: the overflow policy drops readings until space returns; "
+                  "every drop is counted");
+  if (!cap && dropping_cap_) VANE_LOG_NOTICE("buffer below its cap again: no more drops");
+  if (!disk && dropping_disk_ && res->appended > 0) VANE_LOG_NOTICE("buffer: disk space is back: no more drops");
+  dropping_cap_ = cap;
+  if (disk || res->appended > 0) dropping_disk_ = disk;
+  metrics_.dropped_disk_full.fetch_add(res->dropped_disk_full, std::memory_order_relaxed);
   metrics_.dropped_newest.fetch_add(res->dropped_newest, std::memory_order_relaxed);
   metrics_.dropped_oldest.fetch_add(res->dropped_oldest, std::memory_order_relaxed);
   if (res->appended > 0) {

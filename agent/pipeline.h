@@ -69,7 +69,8 @@ class Pipeline final : public ReadingSink {
   std::vector<SchemaViolation> violations_;
   std::vector<std::uint32_t> rule_masks_;  // per record: bit i = schema_rules()[i] violated
   bool failing_ = false;   // a buffer failure episode is under way (logged once)
-  bool dropping_ = false;  // the cap is dropping readings (logged once per episode)
+  bool dropping_cap_ = false;   // the last batch lost rows to buffer.max_bytes
+  bool dropping_disk_ = false;  // ... to a full filesystem
   // Rejections are logged, at most kRejectLogsPerMinute a minute; the rest
   // are counted and summarised when the minute is over.
   static constexpr int kRejectLogsPerMinute = 10;

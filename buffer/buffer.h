@@ -11,6 +11,9 @@
 //    as in flight; release() makes in-flight rows claimable again (a failed
 //    send). Claims are memory-only: after reopen every row is claimable again.
 //  * drop_oldest never drops an in-flight row: those are with the uplink.
+//  * A full filesystem (SQLITE_FULL) applies the overflow policy like the cap
+//    does: drop_oldest deletes old unclaimed rows and retries, and whatever
+//    still does not fit is refused; the drops are counted as disk-full drops.
 //
 // Thread-safety: all methods may be called from any thread; an implementation
 // serialises them internally. The buffer knows nothing of Kafka.
@@ -29,6 +32,11 @@ enum class Stream : std::uint8_t { kTelemetry = 0, kDeadLetter = 1 };
 
 enum class Overflow { kDropOldest, kDropNewest };
 enum class SyncLevel { kOff, kNormal, kFull };
+// Which rows claim() hands out first after an outage left a backlog:
+// kFifo: strictly oldest first. kLiveFirst: rows committed since the backlog
+// was found go first (in seq order), the backlog drains in seq order with the
+// rest of each claim; see docs/RELIABILITY.md for what stays ordered.
+enum class Replay { kFifo, kLiveFirst };
 
 // A record as it will be sent: the serialized Kafka value plus what the
 // headers and key need.
@@ -53,6 +61,9 @@ struct AppendResult {
   std::size_t appended = 0;
   std::size_t dropped_newest = 0;  // incoming records refused (never got a seq)
   std::size_t dropped_oldest = 0;  // stored records deleted to make room
+  // How many of the drops above were for a full filesystem (SQLITE_FULL)
+  // rather than buffer.max_bytes.
+  std::size_t dropped_disk_full = 0;
 };
 
 struct BufferStats {
@@ -64,6 +75,7 @@ struct BufferStats {
   std::uint64_t oldest_seq = 0;     // 0 when empty
   std::uint64_t dropped_oldest_total = 0;  // since open
   std::uint64_t dropped_newest_total = 0;  // since open
+  std::uint64_t dropped_disk_full_total = 0;  // since open; part of the two above
   std::uint64_t file_bytes = 0;     // database + WAL on disk
 };
 

@@ -12,7 +12,15 @@ inline constexpr const char* kPragmas =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA temp_store=MEMORY;"
     "PRAGMA foreign_keys=OFF;"
-    "PRAGMA wal_autocheckpoint=4096;";
+    "PRAGMA wal_autocheckpoint=4096;"
+    // After a checkpoint the WAL file is cut back to this size, so a burst
+    // does not keep its disk space.
+    "PRAGMA journal_size_limit=33554432;";
+
+// One row of output: "ok" or the first problem found. Checks every b-tree
+// page but not index consistency: what decides whether the file is usable.
+inline constexpr const char* kQuickCheck = "PRAGMA quick_check(1);";
+inline constexpr const char* kCheckpointTruncate = "PRAGMA wal_checkpoint(TRUNCATE);";
 
 inline constexpr const char* kSyncOff = "PRAGMA synchronous=OFF;";
 inline constexpr const char* kSyncNormal = "PRAGMA synchronous=NORMAL;";
@@ -46,10 +54,14 @@ inline constexpr const char* kInsert =
     "INSERT INTO rows(seq, stream, key, ts_us, source, schema, value, error, size)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);";
 inline constexpr const char* kDelete = "DELETE FROM rows WHERE seq = ?1 RETURNING size;";
-// Claimable rows in seq order after a high-water mark.
+// Claimable rows in seq order after a high-water mark and below a bound.
 inline constexpr const char* kSelectAfter =
     "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows"
-    " WHERE seq > ?1 ORDER BY seq LIMIT ?2;";
+    " WHERE seq > ?1 AND seq < ?3 ORDER BY seq LIMIT ?2;";
+// Salvage from a quarantined file: everything, with the accounted size.
+inline constexpr const char* kSalvage =
+    "SELECT seq, stream, key, ts_us, source, schema, value, error, size FROM rows"
+    " WHERE seq > ?1 ORDER BY seq LIMIT 1024;";
 inline constexpr const char* kSelectOne =
     "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows WHERE seq = ?1;";
 // The oldest rows that may be dropped: past the claimed high-water mark.

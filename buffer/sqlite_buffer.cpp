@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <limits>
+#include <utility>
 
 #include "buffer/buffer_sql.h"
 
@@ -57,19 +60,16 @@ std::string column_text(sqlite3_stmt* s, int i) {
 
 SqliteBuffer::~SqliteBuffer() {
   std::lock_guard<std::mutex> lock(mu_);
-  // Statements first: sqlite3_close_v2 would otherwise defer the close.
-  insert_.reset();
-  delete_.reset();
-  select_after_.reset();
-  select_one_.reset();
-  oldest_after_.reset();
-  update_next_seq_.reset();
-  begin_.reset();
-  commit_.reset();
-  rollback_.reset();
-  oldest_.reset();
-  db_.reset();
+  close_db();
   if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+void SqliteBuffer::close_db() {
+  // Statements first: sqlite3_close_v2 would otherwise defer the close.
+  for (Stmt* st : {&insert_, &delete_, &select_after_, &select_one_, &oldest_after_, &update_next_seq_, &begin_,
+                   &commit_, &rollback_, &oldest_})
+    st->reset();
+  db_.reset();
 }
 
 Status SqliteBuffer::error(const char* what, int rc) const {
@@ -90,17 +90,43 @@ Status SqliteBuffer::exec(const char* sql) {
 
 Result<std::unique_ptr<SqliteBuffer>> SqliteBuffer::open(const SqliteBufferOptions& opts) {
   std::unique_ptr<SqliteBuffer> b(new SqliteBuffer(opts));
-  Status s = b->init();
-  if (!s) return s;
+  if (Status s = b->lock(); !s) return s;
+  bool unusable = false;
+  Status s = b->init(unusable);
+  if (!s) {
+    if (!unusable) return s;
+    if (Status q = b->quarantine_and_reopen(s.message()); !q) return q;
+  }
   return b;
 }
 
-Status SqliteBuffer::init() {
+Status SqliteBuffer::lock() {
   const std::string lock_path = opts_.path + ".lock";
   lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return Status::io_error(lock_path + ": cannot create lock file: " + std::strerror(errno));
   if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
     return Status::busy(opts_.path + ": buffer is in use by another vane process");
+  return Status::ok();
+}
+
+Status SqliteBuffer::init(bool& unusable) {
+  unusable = false;
+  // Errors that say the file's content is bad, as opposed to the place it is
+  // in (permissions, missing directory, I/O, a full disk).
+  auto classify = [&](Status s) {
+    const int rc = db_ ? sqlite3_extended_errcode(db_.get()) : SQLITE_OK;
+    switch (rc & 0xff) {
+      case SQLITE_CORRUPT:
+      case SQLITE_NOTADB:
+      case SQLITE_ERROR:  // e.g. "no such column": somebody else's tables
+      case SQLITE_SCHEMA:
+      case SQLITE_FORMAT:
+      case SQLITE_MISMATCH:
+      case SQLITE_RANGE: unusable = true; break;
+      default: unusable = rc == SQLITE_IOERR_SHORT_READ;
+    }
+    return s;
+  };
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(opts_.path.c_str(), &raw,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -112,12 +138,29 @@ Status SqliteBuffer::init() {
   }
   sqlite3_extended_result_codes(db_.get(), 1);
   sqlite3_busy_timeout(db_.get(), 5000);
-  if (Status s = exec(sql::kPragmas); !s) return Status::io_error(s.message() + " (is this a vane buffer?)");
+  if (Status s = exec(sql::kPragmas); !s) return classify(s);
   const char* sync = opts_.sync == SyncLevel::kOff ? sql::kSyncOff
                      : opts_.sync == SyncLevel::kFull ? sql::kSyncFull
                                                       : sql::kSyncNormal;
-  if (Status s = exec(sync); !s) return s;
-  if (Status s = exec(sql::kCreate); !s) return s;
+  if (Status s = exec(sync); !s) return classify(s);
+  if (opts_.max_pages > 0) {
+    const std::string limit = "PRAGMA max_page_count=" + std::to_string(opts_.max_pages) + ";";
+    if (Status s = exec(limit.c_str()); !s) return classify(s);
+  }
+  {
+    sqlite3_stmt* s = nullptr;
+    rc = sqlite3_prepare_v2(db_.get(), sql::kQuickCheck, -1, &s, nullptr);
+    Stmt check(s);
+    if (rc != SQLITE_OK) return classify(error("quick_check", rc));
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return classify(error("quick_check", rc));
+    const std::string verdict = column_text(s, 0);
+    if (verdict != "ok") {
+      unusable = true;
+      return Status::io_error(opts_.path + ": quick_check: " + verdict);
+    }
+  }
+  if (Status s = exec(sql::kCreate); !s) return classify(s);
 
   struct Prep {
     Stmt* stmt;
@@ -131,7 +174,7 @@ Status SqliteBuffer::init() {
   for (const Prep& p : preps) {
     sqlite3_stmt* s = nullptr;
     rc = sqlite3_prepare_v3(db_.get(), p.sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-    if (rc != SQLITE_OK) return error("prepare", rc);
+    if (rc != SQLITE_OK) return classify(error("prepare", rc));
     p.stmt->reset(s);
   }
 
@@ -140,32 +183,34 @@ Status SqliteBuffer::init() {
   {
     sqlite3_stmt* s = nullptr;
     rc = sqlite3_prepare_v2(db_.get(), sql::kSelectMeta, -1, &s, nullptr);
-    if (rc != SQLITE_OK) return error("prepare", rc);
+    if (rc != SQLITE_OK) return classify(error("prepare", rc));
     meta.reset(s);
   }
   auto read_meta = [&](const char* key, std::uint64_t& out) -> Status {
     sqlite3_reset(meta.get());
     sqlite3_bind_text(meta.get(), 1, key, -1, SQLITE_STATIC);
     const int r = sqlite3_step(meta.get());
-    if (r != SQLITE_ROW) return error("read meta", r);
+    if (r != SQLITE_ROW) return classify(error("read meta", r));
     out = static_cast<std::uint64_t>(sqlite3_column_int64(meta.get(), 0));
     return Status::ok();
   };
   std::uint64_t version = 0;
   if (Status s = read_meta("schema_version", version); !s) return s;
-  if (version != static_cast<std::uint64_t>(sql::kSchemaVersion))
+  if (version != static_cast<std::uint64_t>(sql::kSchemaVersion)) {
+    unusable = true;
     return Status::io_error(opts_.path + ": buffer format version " + std::to_string(version) +
                             ", this vane reads version " + std::to_string(sql::kSchemaVersion));
+  }
   if (Status s = read_meta("next_seq", next_seq_); !s) return s;
 
   Stmt q;
   auto one_row = [&](const char* text) -> Status {
     sqlite3_stmt* s = nullptr;
     const int r = sqlite3_prepare_v2(db_.get(), text, -1, &s, nullptr);
-    if (r != SQLITE_OK) return error("prepare", r);
+    if (r != SQLITE_OK) return classify(error("prepare", r));
     q.reset(s);
     const int st = sqlite3_step(s);
-    if (st != SQLITE_ROW) return error("query", st);
+    if (st != SQLITE_ROW) return classify(error("query", st));
     return Status::ok();
   };
   if (Status s = one_row(sql::kTotals); !s) return s;
@@ -176,6 +221,123 @@ Status SqliteBuffer::init() {
   if (Status s = one_row(sql::kMaxSeq); !s) return s;
   next_seq_ = std::max(next_seq_, static_cast<std::uint64_t>(sqlite3_column_int64(q.get(), 0)) + 1);
   return Status::ok();
+}
+
+Status SqliteBuffer::quarantine_and_reopen(const std::string& reason) {
+  close_db();
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  std::string aside = opts_.path + ".corrupt-" + stamp;
+  for (int n = 2; ::access(aside.c_str(), F_OK) == 0; ++n) aside = opts_.path + ".corrupt-" + stamp + "-" + std::to_string(n);
+  if (::rename(opts_.path.c_str(), aside.c_str()) != 0)
+    return Status::io_error(opts_.path + ": unusable buffer (" + reason + ") and cannot move it aside: " +
+                            std::strerror(errno));
+  // The WAL belongs to the file it was written for; the -shm index is rebuilt.
+  if (::rename((opts_.path + "-wal").c_str(), (aside + "-wal").c_str()) != 0 && errno != ENOENT)
+    return Status::io_error(opts_.path + "-wal: cannot move it aside: " + std::strerror(errno));
+  ::unlink((opts_.path + "-shm").c_str());
+  quarantine_.moved_to = aside;
+  quarantine_.reason = reason;
+  bool unusable = false;
+  if (Status s = init(unusable); !s) return s;
+  salvage(aside);
+  return Status::ok();
+}
+
+// A truncated file whose header still claims its old length makes SQLite
+// refuse every read; with the header's page count cut to what the file
+// holds, the rows on the pages that remain can be read.
+static void fit_header_to_length(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  unsigned char h[100];
+  struct stat st;
+  if (::pread(fd, h, sizeof h, 0) == static_cast<ssize_t>(sizeof h) && std::memcmp(h, "SQLite format 3", 16) == 0 &&
+      ::fstat(fd, &st) == 0) {
+    std::uint32_t page = (std::uint32_t{h[16]} << 8) | h[17];
+    if (page == 1) page = 65536;
+    const std::uint32_t claimed = (std::uint32_t{h[28]} << 24) | (std::uint32_t{h[29]} << 16) |
+                                  (std::uint32_t{h[30]} << 8) | h[31];
+    const auto real = static_cast<std::uint32_t>(static_cast<std::uint64_t>(st.st_size) / std::max(page, 512u));
+    if (page >= 512 && claimed > real) {
+      const unsigned char fixed[4] = {static_cast<unsigned char>(real >> 24), static_cast<unsigned char>(real >> 16),
+                                      static_cast<unsigned char>(real >> 8), static_cast<unsigned char>(real)};
+      (void)!::pwrite(fd, fixed, sizeof fixed, 28);
+    }
+  }
+  ::close(fd);
+}
+
+void SqliteBuffer::salvage(const std::string& from) {
+  fit_header_to_length(from);
+  sqlite3* raw = nullptr;
+  const int orc = sqlite3_open_v2(from.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr);
+  Db old(raw);
+  if (orc != SQLITE_OK) return;
+  sqlite3_busy_timeout(old.get(), 1000);
+  auto prepare = [&](const char* text) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(old.get(), text, -1, &st, nullptr);
+    return Stmt(st);
+  };
+  if (Stmt m = prepare(sql::kSelectMeta)) {
+    sqlite3_bind_text(m.get(), 1, "next_seq", -1, SQLITE_STATIC);
+    if (sqlite3_step(m.get()) == SQLITE_ROW)
+      quarantine_.next_seq_from = static_cast<std::uint64_t>(sqlite3_column_int64(m.get(), 0));
+  }
+  Stmt rows = prepare(sql::kSalvage);
+  if (rows && sqlite3_step(begin_.get()) == SQLITE_DONE) {
+    sqlite3_reset(begin_.get());
+    std::uint64_t after = 0, max_seq = 0;
+    int skip = 0;  // after an unreadable page: how far (2^skip seqs) to jump past it
+    for (int round = 0; round < 1000000; ++round) {
+      sqlite3_reset(rows.get());
+      sqlite3_bind_int64(rows.get(), 1, static_cast<sqlite3_int64>(after));
+      int rc, got = 0;
+      while ((rc = sqlite3_step(rows.get())) == SQLITE_ROW) {
+        ++got;
+        skip = 0;
+        const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(rows.get(), 0));
+        sqlite3_stmt* ins = insert_.get();
+        Reset reset{ins};
+        sqlite3_bind_int64(ins, 1, static_cast<sqlite3_int64>(seq));
+        for (int c = 1; c <= 8; ++c) sqlite3_bind_value(ins, c + 1, sqlite3_column_value(rows.get(), c));
+        if (sqlite3_step(ins) == SQLITE_DONE) {
+          ++quarantine_.salvaged;
+          ++rows_;
+          bytes_ += static_cast<std::uint64_t>(sqlite3_column_int64(rows.get(), 8));
+          max_seq = std::max(max_seq, seq);
+        }
+        after = seq;
+      }
+      if (rc == SQLITE_DONE && got == 0) break;
+      if (rc != SQLITE_DONE) {
+        if (++skip > 40) break;
+        after += 1ULL << (skip - 1);
+      }
+    }
+    sqlite3_reset(rows.get());
+    next_seq_ = std::max({next_seq_, quarantine_.next_seq_from, max_seq + 1});
+    sqlite3_stmt* u = update_next_seq_.get();
+    {
+      Reset reset{u};
+      sqlite3_bind_int64(u, 1, static_cast<sqlite3_int64>(next_seq_));
+      sqlite3_step(u);
+    }
+    if (sqlite3_step(commit_.get()) != SQLITE_DONE) {
+      sqlite3_reset(commit_.get());
+      sqlite3_step(rollback_.get());
+      sqlite3_reset(rollback_.get());
+      rows_ = bytes_ = 0;
+      quarantine_.salvaged = 0;
+    }
+    sqlite3_reset(commit_.get());
+  } else {
+    sqlite3_reset(begin_.get());
+  }
 }
 
 int SqliteBuffer::delete_row(std::uint64_t seq, std::uint64_t& size) {
@@ -191,24 +353,36 @@ int SqliteBuffer::delete_row(std::uint64_t seq, std::uint64_t& size) {
   return rc;
 }
 
-Result<std::size_t> SqliteBuffer::make_room(std::uint64_t need) {
+bool SqliteBuffer::droppable(std::uint64_t seq) const {
+  return seq > claimed_hwm_ && !in_flight_.contains(seq) && !released_.contains(seq);
+}
+
+Result<std::size_t> SqliteBuffer::delete_oldest(std::size_t max_rows, std::uint64_t need) {
   std::size_t dropped = 0;
-  while (bytes_ + need > opts_.max_bytes) {
+  auto done = [&](std::uint64_t freed) {
+    return dropped >= max_rows || (need != kNoNeed && bytes_ - std::min(bytes_, freed) + need <= opts_.max_bytes);
+  };
+  std::uint64_t after = claimed_hwm_;
+  while (!done(0)) {
     sqlite3_stmt* s = oldest_after_.get();
     Reset reset{s};
-    sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(claimed_hwm_));
+    sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(after));
     sqlite3_bind_int64(s, 2, 256);
     std::vector<std::uint64_t> victims;
     std::uint64_t freed = 0;
-    int rc;
+    int rc, seen = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      if (bytes_ - freed + need <= opts_.max_bytes) break;
-      victims.push_back(static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)));
+      ++seen;
+      if (done(freed) || dropped + victims.size() >= max_rows) break;
+      const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+      after = seq;
+      if (!droppable(seq)) continue;  // with the uplink (live-first claims)
+      victims.push_back(seq);
       freed += static_cast<std::uint64_t>(sqlite3_column_int64(s, 1));
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return error("select oldest rows", rc);
     sqlite3_reset(s);
-    if (victims.empty()) break;  // only in-flight rows left: nothing droppable
+    if (seen == 0) break;  // only in-flight rows left: nothing droppable
     for (std::uint64_t seq : victims) {
       std::uint64_t size = 0;
       rc = delete_row(seq, size);
@@ -221,22 +395,87 @@ Result<std::size_t> SqliteBuffer::make_room(std::uint64_t need) {
   return dropped;
 }
 
+Result<std::size_t> SqliteBuffer::drop_oldest_rows(std::size_t n) {
+  const std::uint64_t saved_rows = rows_, saved_bytes = bytes_;
+  int rc = sqlite3_step(begin_.get());
+  sqlite3_reset(begin_.get());
+  if (rc != SQLITE_DONE) return error("begin", rc);
+  auto dropped = delete_oldest(n, kNoNeed);
+  if (dropped) {
+    rc = sqlite3_step(commit_.get());
+    sqlite3_reset(commit_.get());
+    if (rc == SQLITE_DONE) return dropped;
+    dropped = error("commit", rc);
+  }
+  sqlite3_step(rollback_.get());
+  sqlite3_reset(rollback_.get());
+  rows_ = saved_rows;
+  bytes_ = saved_bytes;
+  return dropped.status();
+}
+
 Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   std::lock_guard<std::mutex> lock(mu_);
+  auto res = append_locked(records);
+  if (res || res.status().code() != Status::Code::kFull) {
+    if (res) disk_full_ = false;
+    return res;
+  }
+  // The filesystem is full. A checkpoint that empties the WAL may give space
+  // back; then the overflow policy applies as for the cap.
+  if (!disk_full_) (void)exec(sql::kCheckpointTruncate);
+  disk_full_ = true;
+  std::size_t dropped_oldest = 0;
+  if (opts_.overflow == Overflow::kDropOldest) {
+    for (std::size_t n = std::max<std::size_t>(records.size(), 64); n <= (std::size_t{1} << 20); n *= 4) {
+      auto dropped = drop_oldest_rows(n);
+      if (!dropped) break;  // deleting needs a little space too
+      dropped_oldest += *dropped;
+      dropped_oldest_total_ += *dropped;
+      dropped_disk_full_total_ += *dropped;
+      res = append_locked(records);
+      if (res) {
+        res->dropped_oldest += dropped_oldest;
+        res->dropped_disk_full += dropped_oldest;
+        return res;
+      }
+      if (res.status().code() != Status::Code::kFull) {
+        // Not a full disk any more: the caller retries the batch; the rows
+        // already dropped are reported with the next append.
+        unreported_oldest_ += dropped_oldest;
+        return res;
+      }
+      if (*dropped == 0) break;  // nothing left to drop
+    }
+  }
+  // No room: every record of the batch is refused, counted, never given a seq.
+  AppendResult refused;
+  refused.dropped_newest = records.size();
+  refused.dropped_oldest = dropped_oldest;
+  refused.dropped_disk_full = records.size() + dropped_oldest;
+  dropped_newest_total_ += records.size();
+  dropped_disk_full_total_ += records.size();
+  return refused;
+}
+
+Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   AppendResult res;
+  res.dropped_oldest = res.dropped_disk_full = std::exchange(unreported_oldest_, 0);
   if (records.empty()) return res;
   const std::uint64_t saved_seq = next_seq_, saved_rows = rows_, saved_bytes = bytes_;
+  const std::size_t unreported = res.dropped_oldest;
   auto fail = [&](Status s) -> Result<AppendResult> {
     sqlite3_step(rollback_.get());
     sqlite3_reset(rollback_.get());
     next_seq_ = saved_seq;
     rows_ = saved_rows;
     bytes_ = saved_bytes;
+    unreported_oldest_ = unreported;
     return s;
   };
   int rc = sqlite3_step(begin_.get());
   sqlite3_reset(begin_.get());
-  if (rc != SQLITE_DONE) return error("begin", rc);
+  if (rc != SQLITE_DONE) return fail(error("begin", rc));
 
   std::uint64_t incoming = 0;
   // A record larger than the whole cap is refused below; it must not make
@@ -246,10 +485,11 @@ Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
     if (size <= opts_.max_bytes) incoming += size;
   }
   incoming = std::min(incoming, opts_.max_bytes);
+  std::size_t cap_dropped = 0;
   if (bytes_ + incoming > opts_.max_bytes && opts_.overflow == Overflow::kDropOldest) {
-    auto dropped = make_room(incoming);
+    auto dropped = delete_oldest(std::numeric_limits<std::size_t>::max(), incoming);
     if (!dropped) return fail(dropped.status());
-    res.dropped_oldest = *dropped;
+    cap_dropped = *dropped;
   }
   for (const Record& r : records) {
     const std::uint64_t size = row_size(r);
@@ -289,7 +529,8 @@ Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   rc = sqlite3_step(commit_.get());
   sqlite3_reset(commit_.get());
   if (rc != SQLITE_DONE) return fail(error("commit", rc));
-  dropped_oldest_total_ += res.dropped_oldest;
+  res.dropped_oldest += cap_dropped;
+  dropped_oldest_total_ += cap_dropped;
   dropped_newest_total_ += res.dropped_newest;
   return res;
 }
@@ -303,6 +544,25 @@ Status SqliteBuffer::read_row(sqlite3_stmt* s, StoredRecord& out) {
   out.rec.schema = column_text(s, 5);
   out.rec.value = column_text(s, 6);
   out.rec.error = column_text(s, 7);
+  return Status::ok();
+}
+
+Status SqliteBuffer::claim_after(std::uint64_t after, std::uint64_t below, std::size_t max_rows,
+                                 std::vector<StoredRecord>& out, std::uint64_t& hwm) {
+  if (max_rows == 0) return Status::ok();
+  sqlite3_stmt* s = select_after_.get();
+  Reset reset{s};
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(after));
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(max_rows));
+  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(std::min<std::uint64_t>(below, INT64_MAX)));
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    out.emplace_back();
+    (void)read_row(s, out.back());
+    in_flight_.insert(out.back().seq);
+    hwm = out.back().seq;
+  }
+  if (rc != SQLITE_DONE) return error("read rows", rc);
   return Status::ok();
 }
 
@@ -326,19 +586,33 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
     in_flight_.insert(seq);
   }
   if (out.size() >= max_rows) return Status::ok();
-  sqlite3_stmt* s = select_after_.get();
-  Reset reset{s};
-  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(claimed_hwm_));
-  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(max_rows - out.size()));
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    out.emplace_back();
-    (void)read_row(s, out.back());
-    in_flight_.insert(out.back().seq);
-    claimed_hwm_ = out.back().seq;
+  constexpr std::uint64_t kNoBound = std::numeric_limits<std::uint64_t>::max();
+  if (opts_.replay == Replay::kLiveFirst && live_floor_ == 0) {
+    // A backlog: more unclaimed rows than a few claims take. What is
+    // committed from now on is live.
+    const std::uint64_t unclaimed = rows_ - std::min<std::uint64_t>(rows_, in_flight_.size() + released_.size());
+    if (unclaimed > 4 * max_rows) {
+      live_floor_ = next_seq_;
+      live_hwm_ = next_seq_ - 1;
+    }
   }
-  if (rc != SQLITE_DONE) return error("read rows", rc);
-  return Status::ok();
+  if (live_floor_ != 0) {
+    // Live rows take at most half of a claim while backlog is left, so the
+    // backlog always drains; the backlog takes the rest.
+    const std::size_t room = max_rows - out.size();
+    if (Status s = claim_after(live_hwm_, kNoBound, std::max<std::size_t>(1, room / 2), out, live_hwm_); !s)
+      return s;
+    const std::size_t want = max_rows - out.size();
+    const std::size_t before = out.size();
+    if (Status s = claim_after(claimed_hwm_, live_floor_, want, out, claimed_hwm_); !s) return s;
+    if (out.size() - before < want) {
+      // Backlog drained: one claimed range again.
+      claimed_hwm_ = std::max(claimed_hwm_, live_hwm_);
+      live_floor_ = live_hwm_ = 0;
+    }
+    if (out.size() >= max_rows || live_floor_ != 0) return Status::ok();
+  }
+  return claim_after(claimed_hwm_, kNoBound, max_rows - out.size(), out, claimed_hwm_);
 }
 
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
@@ -395,6 +669,7 @@ BufferStats SqliteBuffer::stats() {
   st.next_seq = next_seq_;
   st.dropped_oldest_total = dropped_oldest_total_;
   st.dropped_newest_total = dropped_newest_total_;
+  st.dropped_disk_full_total = dropped_disk_full_total_;
   st.file_bytes = file_size(opts_.path) + file_size(opts_.path + "-wal");
   if (rows_ > 0) {
     sqlite3_stmt* s = oldest_.get();

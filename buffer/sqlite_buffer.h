@@ -19,14 +19,31 @@ struct SqliteBufferOptions {
   std::uint64_t max_bytes = 1ULL << 30;
   Overflow overflow = Overflow::kDropOldest;
   SyncLevel sync = SyncLevel::kNormal;
+  Replay replay = Replay::kFifo;
+  // Limits the database file to this many pages (PRAGMA max_page_count); a
+  // write past it fails as on a full disk. 0: no limit. For tests.
+  std::uint64_t max_pages = 0;
+};
+
+// What open() did with a buffer file it could not use (corrupt, truncated,
+// not a vane buffer, another format version): moved aside, not deleted.
+struct Quarantine {
+  std::string moved_to;       // the file's new name; empty: nothing was quarantined
+  std::string reason;         // why the file was unusable
+  std::uint64_t salvaged = 0;  // rows read back from it into the fresh buffer
+  std::uint64_t next_seq_from = 0;  // where its sequence stopped, when its meta was readable
 };
 
 class SqliteBuffer final : public Buffer {
  public:
-  // Opens or creates the buffer. An unwritable path, a file that is not a
-  // vane buffer or a corrupt one gives a Status naming the path. One process
-  // at a time: a second open of the same path fails while the first holds
-  // its lock file (PATH.lock), since two writers would hand out the same seqs.
+  // Opens or creates the buffer. A file that cannot be used as a buffer (bad
+  // header, corrupt pages failing PRAGMA quick_check, another format) is
+  // renamed PATH.corrupt-<UTC time> with its WAL, a fresh buffer is created,
+  // and every row still readable from the old file is copied in with its seq
+  // (see quarantine()). An unwritable path gives a Status naming it. One
+  // process at a time: a second open of the same path fails while the first
+  // holds its lock file (PATH.lock), since two writers would hand out the
+  // same seqs.
   static Result<std::unique_ptr<SqliteBuffer>> open(const SqliteBufferOptions& opts);
   // Read-only inspection of a buffer file (e.g. while vane runs); never
   // creates the file.
@@ -39,6 +56,7 @@ class SqliteBuffer final : public Buffer {
   Status ack(std::span<const std::uint64_t> seqs) override;
   void release(std::span<const std::uint64_t> seqs) override;
   BufferStats stats() override;
+  const Quarantine& quarantine() const { return quarantine_; }
 
   struct DbCloser {
     void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -51,15 +69,29 @@ class SqliteBuffer final : public Buffer {
 
  private:
   explicit SqliteBuffer(SqliteBufferOptions opts) : opts_(std::move(opts)) {}
-  Status init();
+  Status lock();
+  // Opens the database; `unusable` tells a bad file from a bad environment.
+  Status init(bool& unusable);
+  void close_db();
+  Status quarantine_and_reopen(const std::string& reason);
+  void salvage(const std::string& from);
+  Result<AppendResult> append_locked(std::span<Record> records);
+  // Deletes up to `n` of the oldest droppable rows in one transaction.
+  Result<std::size_t> drop_oldest_rows(std::size_t n);
+  bool droppable(std::uint64_t seq) const;
+  Status claim_after(std::uint64_t after, std::uint64_t below, std::size_t max_rows,
+                     std::vector<StoredRecord>& out, std::uint64_t& hwm);
   Status exec(const char* sql);
   Status error(const char* what, int rc) const;
   Status read_row(sqlite3_stmt* s, StoredRecord& out);
   // Deletes one row; `size` is its accounted size, 0 when it was not there.
   // Returns the SQLite result code (SQLITE_DONE on success).
   int delete_row(std::uint64_t seq, std::uint64_t& size);
-  // Deletes oldest droppable rows until `need` bytes fit; returns rows dropped.
-  Result<std::size_t> make_room(std::uint64_t need);
+  // Deletes the oldest droppable rows, inside the caller's transaction, until
+  // `need` more bytes fit under max_bytes or `max_rows` were deleted; returns
+  // how many.
+  static constexpr std::uint64_t kNoNeed = ~std::uint64_t{0};
+  Result<std::size_t> delete_oldest(std::size_t max_rows, std::uint64_t need);
 
   SqliteBufferOptions opts_;
   int lock_fd_ = -1;  // flock'ed PATH.lock, held for the buffer's lifetime
@@ -76,6 +108,15 @@ class SqliteBuffer final : public Buffer {
   std::set<std::uint64_t> released_;   // <= claimed_hwm_, claimable again
   std::uint64_t dropped_oldest_total_ = 0;
   std::uint64_t dropped_newest_total_ = 0;
+  std::uint64_t dropped_disk_full_total_ = 0;
+  bool disk_full_ = false;
+  std::size_t unreported_oldest_ = 0;  // disk-full drops not yet in an AppendResult
+  // Replay::kLiveFirst: rows >= live_floor_ were committed after a backlog
+  // was found and are claimed first (up to live_hwm_ so far); the backlog
+  // drains from claimed_hwm_ up to live_floor_. 0: no backlog episode.
+  std::uint64_t live_floor_ = 0;
+  std::uint64_t live_hwm_ = 0;
+  Quarantine quarantine_;
 };
 
 }  // namespace vane

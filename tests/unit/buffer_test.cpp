@@ -2,7 +2,12 @@
 // both overflow policies, and bad files on disk.
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+#include <unistd.h>
+
 #include <fstream>
+#include <iterator>
+#include <set>
 
 #include "buffer/sqlite_buffer.h"
 #include "support/temp_dir.h"
@@ -209,15 +214,223 @@ TEST(Buffer, UnwritablePathNamesThePath) {
   EXPECT_NE(b.status().message().find("/proc/vane-no/b.db"), std::string::npos) << b.status().message();
 }
 
-TEST(Buffer, GarbageFileIsAnErrorNotACrash) {
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(Buffer, GarbageFileIsMovedAsideAndAFreshBufferStarts) {
   TempDir d;
   const std::string path = d.path() + "/b.db";
   std::ofstream(path) << std::string(8192, 'x');
-  auto b = SqliteBuffer::open({path, 1 << 20, Overflow::kDropOldest, SyncLevel::kNormal});
-  ASSERT_FALSE(b.is_ok());
-  EXPECT_NE(b.status().message().find(path), std::string::npos) << b.status().message();
-  auto st = SqliteBuffer::inspect(path);
-  EXPECT_FALSE(st.is_ok());
+  auto b = open_buffer(path);
+  ASSERT_NE(b, nullptr);
+  const Quarantine& q = b->quarantine();
+  EXPECT_EQ(q.moved_to.rfind(path + ".corrupt-", 0), 0u) << q.moved_to;
+  EXPECT_NE(q.reason.find("not a database"), std::string::npos) << q.reason;
+  EXPECT_EQ(q.salvaged, 0u);
+  EXPECT_EQ(read_all(q.moved_to), std::string(8192, 'x'));  // kept as it was
+  EXPECT_EQ(append_n(*b, 3).first_seq, 1u);
+}
+
+// Writes `rows` rows and acks the first `acked`; returns the file size.
+std::uint64_t fill(const std::string& path, int rows, int acked) {
+  auto b = open_buffer(path);
+  append_n(*b, rows, 300);
+  std::vector<std::uint64_t> seqs;
+  for (int i = 1; i <= acked; ++i) seqs.push_back(static_cast<std::uint64_t>(i));
+  EXPECT_TRUE(b->ack(seqs).is_ok());
+  b.reset();  // the last close checkpoints the WAL into the file
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  return static_cast<std::uint64_t>(in.tellg());
+}
+
+TEST(Buffer, ScribbledPagesAreQuarantinedAndReadableRowsSalvagedWithTheirSeqs) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  const std::uint64_t size = fill(path, 3000, 100);
+  {
+    // Overwrite 3 pages in the middle of the rows' b-tree.
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(size / 2 / 4096 * 4096));
+    const std::string junk(3 * 4096, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto b = open_buffer(path);
+  ASSERT_NE(b, nullptr);
+  const Quarantine& q = b->quarantine();
+  ASSERT_FALSE(q.moved_to.empty());
+  EXPECT_EQ(q.next_seq_from, 3001u);
+  EXPECT_GT(q.salvaged, 2000u);
+  EXPECT_LT(q.salvaged, 2900u);
+  const BufferStats st = b->stats();
+  EXPECT_EQ(st.rows, q.salvaged);
+  EXPECT_EQ(st.next_seq, 3001u);  // never reuses a seq
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(5000, out).is_ok());
+  ASSERT_EQ(out.size(), q.salvaged);
+  EXPECT_EQ(out.front().seq, 101u);
+  for (const auto& r : out) {
+    EXPECT_EQ(r.rec.value, std::string(300, 'v')) << r.seq;
+    EXPECT_EQ(r.rec.key, "T-001");
+  }
+  EXPECT_EQ(append_n(*b, 1).first_seq, 3001u);
+}
+
+TEST(Buffer, TruncatedFileIsQuarantinedAndWhatIsLeftSalvaged) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  const std::uint64_t size = fill(path, 3000, 0);
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size / 2)), 0);
+  auto b = open_buffer(path);
+  ASSERT_NE(b, nullptr);
+  const Quarantine& q = b->quarantine();
+  ASSERT_FALSE(q.moved_to.empty());
+  EXPECT_GT(q.salvaged, 0u);
+  EXPECT_LT(q.salvaged, 3000u);
+  EXPECT_EQ(b->stats().next_seq, 3001u);
+}
+
+TEST(Buffer, AnotherFormatVersionIsMovedAsideNotOverwritten) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  fill(path, 10, 0);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_exec(db, "UPDATE meta SET value = 99 WHERE key = 'schema_version';", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto b = open_buffer(path);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(b->quarantine().reason.find("format version 99"), std::string::npos) << b->quarantine().reason;
+  EXPECT_EQ(b->quarantine().salvaged, 10u);
+}
+
+TEST(Buffer, HealthyFileIsNotQuarantined) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  fill(path, 50, 10);
+  auto b = open_buffer(path);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(b->quarantine().moved_to.empty());
+  EXPECT_EQ(b->stats().rows, 40u);
+}
+
+std::unique_ptr<SqliteBuffer> small_disk(const std::string& path, Overflow o) {
+  SqliteBufferOptions opts{path, 1ULL << 30, o, SyncLevel::kNormal};
+  opts.max_pages = 40;  // 160 KiB of database: a full disk without a full cap
+  auto b = SqliteBuffer::open(opts);
+  EXPECT_TRUE(b.is_ok()) << b.status().message();
+  return b ? std::move(b.value()) : nullptr;
+}
+
+TEST(Buffer, FullDiskWithDropOldestDropsOldRowsAndKeepsTakingNewOnes) {
+  TempDir d;
+  auto b = small_disk(d.path() + "/b.db", Overflow::kDropOldest);
+  ASSERT_NE(b, nullptr);
+  std::uint64_t appended = 0, dropped = 0, full = 0;
+  for (int i = 0; i < 300; ++i) {
+    const AppendResult r = append_n(*b, 10, 300);
+    appended += r.appended;
+    dropped += r.dropped_oldest + r.dropped_newest;
+    full += r.dropped_disk_full;
+    EXPECT_EQ(r.dropped_newest, 0u) << "batch " << i;
+  }
+  EXPECT_EQ(appended, 3000u);
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(full, dropped);
+  const BufferStats st = b->stats();
+  EXPECT_EQ(st.rows, appended - dropped);  // every row is buffered or counted
+  EXPECT_EQ(st.dropped_disk_full_total, dropped);
+  EXPECT_EQ(st.oldest_seq, dropped + 1);  // the oldest went
+}
+
+TEST(Buffer, FullDiskWithDropNewestRefusesUntilSpaceReturns) {
+  TempDir d;
+  auto b = small_disk(d.path() + "/b.db", Overflow::kDropNewest);
+  ASSERT_NE(b, nullptr);
+  std::uint64_t appended = 0, refused = 0;
+  for (int i = 0; i < 100; ++i) {
+    const AppendResult r = append_n(*b, 10, 300);
+    appended += r.appended;
+    refused += r.dropped_newest;
+    EXPECT_EQ(r.dropped_oldest, 0u);
+  }
+  EXPECT_GT(refused, 0u);
+  EXPECT_EQ(b->stats().rows, appended);
+  EXPECT_EQ(b->stats().next_seq, appended + 1);  // refused rows never got a seq
+  // Delivering frees pages: space returns and appends succeed again.
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(100000, out).is_ok());
+  std::vector<std::uint64_t> seqs;
+  for (const auto& r : out) seqs.push_back(r.seq);
+  ASSERT_TRUE(b->ack(seqs).is_ok());
+  EXPECT_EQ(append_n(*b, 10, 300).appended, 10u);
+}
+
+TEST(Buffer, LiveFirstClaimsFreshRowsBeforeTheBacklogAndDrainsBoth) {
+  TempDir d;
+  SqliteBufferOptions opts{d.path() + "/b.db", 1ULL << 30, Overflow::kDropOldest, SyncLevel::kNormal};
+  opts.replay = Replay::kLiveFirst;
+  auto b = std::move(SqliteBuffer::open(opts).value());
+  append_n(*b, 1000);  // the backlog: seqs 1..1000
+  // The first claim finds the backlog (more than 4 claims' worth).
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(100, out).is_ok());
+  ASSERT_EQ(out.size(), 100u);
+  EXPECT_EQ(out.front().seq, 1u);
+  std::set<std::uint64_t> seen;
+  for (const auto& r : out) seen.insert(r.seq);
+  append_n(*b, 30);  // live: 1001..1030
+  out.clear();
+  ASSERT_TRUE(b->claim(100, out).is_ok());
+  ASSERT_EQ(out.size(), 100u);
+  // Live rows first, in seq order, at most half; then the backlog goes on.
+  EXPECT_EQ(out[0].seq, 1001u);
+  EXPECT_EQ(out[29].seq, 1030u);
+  EXPECT_EQ(out[30].seq, 101u);
+  EXPECT_EQ(out[99].seq, 170u);
+  // Drain the rest: every row exactly once.
+  for (const auto& r : out) seen.insert(r.seq);
+  for (int i = 0; i < 40; ++i) {
+    out.clear();
+    ASSERT_TRUE(b->claim(100, out).is_ok());
+    for (const auto& r : out) EXPECT_TRUE(seen.insert(r.seq).second) << r.seq;
+    if (i == 5) append_n(*b, 10);  // more live rows on the way
+  }
+  EXPECT_EQ(seen.size(), 1040u);
+  EXPECT_EQ(*seen.rbegin(), 1040u);
+  // After the backlog, one claimed range again: new rows in order.
+  append_n(*b, 5);
+  out.clear();
+  ASSERT_TRUE(b->claim(100, out).is_ok());
+  ASSERT_EQ(out.size(), 5u);
+  EXPECT_EQ(out[0].seq, 1041u);
+}
+
+TEST(Buffer, LiveFirstNeverDropsClaimedLiveRows) {
+  TempDir d;
+  SqliteBufferOptions opts{d.path() + "/b.db", 200 * kRow100, Overflow::kDropOldest, SyncLevel::kNormal};
+  opts.replay = Replay::kLiveFirst;
+  auto b = std::move(SqliteBuffer::open(opts).value());
+  append_n(*b, 150);
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(10, out).is_ok());  // backlog found: 1..10 in flight
+  append_n(*b, 20);                        // live 151..170
+  out.clear();
+  ASSERT_TRUE(b->claim(10, out).is_ok());  // 151..155 live + 11..15
+  EXPECT_EQ(out[0].seq, 151u);
+  const AppendResult r = append_n(*b, 100);  // over the cap: drops oldest unclaimed
+  EXPECT_EQ(r.appended, 100u);
+  std::vector<std::uint64_t> acks{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 151, 152, 153, 154, 155, 11, 12, 13, 14, 15};
+  std::vector<StoredRecord> rest;
+  ASSERT_TRUE(b->claim(1000, rest).is_ok());
+  for (const auto& x : rest) EXPECT_TRUE(x.seq < 151 || x.seq > 155) << "claimed twice: " << x.seq;
+  // The in-flight live rows are still there to be acked.
+  const std::uint64_t before = b->stats().rows;
+  ASSERT_TRUE(b->ack(acks).is_ok());
+  EXPECT_EQ(b->stats().rows, before - 20);
 }
 
 TEST(Buffer, InspectOfMissingFileFailsAndDoesNotCreateIt) {
