@@ -26,6 +26,39 @@ print(f"Ratio baseline / vane: **{base / vane:.1f}x** (same run).")
 PY
 rm -f "$out"
 echo
+out=$(mktemp)
+"$B/tests/bench/buffer_bench" --benchmark_min_time=1 --benchmark_repetitions=5 \
+  --benchmark_enable_random_interleaving=true \
+  --benchmark_report_aggregates_only=true --benchmark_format=json > "$out"
+python3 - "$out" <<'PY'
+import json, sys, platform, datetime
+r = json.load(open(sys.argv[1]))
+# run_name: BM_Vane/<level>/<batch>/real_time or BM_Ceiling/...
+med, cv = {}, {}
+for b in r["benchmarks"]:
+    kind, level, batch = b["run_name"].split("/")[:3]
+    if b.get("aggregate_name") == "median":
+        med[(kind, level, int(batch))] = b["items_per_second"]
+    if b.get("aggregate_name") == "cv":
+        cv[(kind, level, int(batch))] = b["real_time"]
+cpu = r["context"]["num_cpus"], r["context"]["mhz_per_cpu"]
+print(f"### Buffer durability levels (buffer.sync), {datetime.date.today()} "
+      f"({platform.machine()}, {cpu[0]} cores @ {cpu[1]} MHz)")
+print()
+print("| batch | buffer.sync | vane readings/s | raw SQLite ceiling readings/s | vane / ceiling |")
+print("|---|---|---|---|---|")
+for batch in sorted({k[2] for k in med}):
+    for level in ("off", "normal", "full"):
+        v, c = med[("BM_Vane", level, batch)], med[("BM_Ceiling", level, batch)]
+        print(f"| {batch} | {level} | {v:,.0f} | {c:,.0f} | {v / c:.2f} |")
+print()
+print("Median of 5 repetitions (interleaved), wall-clock time, same run.")
+noisy = [f"{k[0][3:].lower()} {k[1]}/{k[2]} ({v:.0%})" for k, v in sorted(cv.items()) if v > 0.2]
+if noisy:
+    print("Spread over 20 % (coefficient of variation): " + ", ".join(noisy) + ".")
+PY
+rm -f "$out"
+echo
 python3 - "$B" <<'PY'
 import json, subprocess, sys, datetime, platform
 out = subprocess.run(["/usr/bin/python3", "tests/bench/modbus_bench.py", "--build", sys.argv[1], "--seconds", "20"],
