@@ -114,6 +114,10 @@ class Loader {
     if (const json* b = object_at(doc, "buffer")) load_buffer(*b, c.buffer);
     else c.buffer.path = resolve(c.buffer.path);
     if (const json* k = object_at(doc, "kafka")) load_kafka(*k, c.kafka);
+    // A checkpoint says "every seq up to here is in Kafka": it needs rows to
+    // be committed in seq order, which live_first replay does not do.
+    if (c.kafka.exactly_once && c.buffer.replay == Replay::kLiveFirst)
+      error("/buffer/replay", "live_first cannot be combined with kafka.exactly_once (checkpoints need seq order)");
     if (const json* h = object_at(doc, "http")) {
       check_table(*h, "/http", http_table());
       if (h->contains("listen")) {

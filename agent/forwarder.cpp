@@ -63,8 +63,7 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
                     failed_.size(), first_error.c_str());
     buffer_.release(failed_);
     failed_.clear();
-    backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
-    backoff_until_ = std::chrono::steady_clock::now() + backoff_;
+    back_off();
   }
 }
 
@@ -84,7 +83,44 @@ void Forwarder::flush_acks() {
   acks_.clear();
 }
 
+bool Forwarder::stopping() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_;
+}
+
+bool Forwarder::pause(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !cv_.wait_for(lock, d, [&] { return stop_; });
+}
+
+bool Forwarder::replace_uplink(std::vector<Delivery>& deliveries) {
+  // The producer cannot continue (idempotence or transaction state lost):
+  // abandon its queue (rows stay buffered) and start a fresh producer.
+  std::string reason;
+  uplink_->fatal(&reason);
+  VANE_LOG_ERROR("kafka: fatal producer error, recreating the producer: %s", reason.c_str());
+  uplink_->purge(deliveries);
+  settle(deliveries);
+  uplink_.reset();
+  for (;;) {
+    auto up = factory_();
+    if (up) {
+      uplink_ = std::move(up.value());
+      break;
+    }
+    if (!pause(std::chrono::seconds(1))) return false;
+  }
+  in_flight_ = 0;
+  return true;
+}
+
+void Forwarder::back_off() {
+  backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
+  backoff_until_ = std::chrono::steady_clock::now() + backoff_;
+}
+
 void Forwarder::run() {
+  if (uplink_->transactional()) return run_transactional();
   std::vector<StoredRecord> batch;
   std::vector<Delivery> deliveries;
   std::vector<std::uint64_t> unsent;
@@ -94,24 +130,7 @@ void Forwarder::run() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) break;
     }
-    if (std::string reason; uplink_->fatal(&reason)) {
-      // The idempotent producer cannot continue: abandon its queue (rows stay
-      // buffered) and start a fresh producer.
-      VANE_LOG_ERROR("kafka: fatal producer error, recreating the producer: %s", reason.c_str());
-      uplink_->purge(deliveries);
-      settle(deliveries);
-      uplink_.reset();
-      for (;;) {
-        auto up = factory_();
-        if (up) {
-          uplink_ = std::move(up.value());
-          break;
-        }
-        std::unique_lock<std::mutex> lock(mu_);
-        if (cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_; })) return;
-      }
-      in_flight_ = 0;
-    }
+    if (uplink_->fatal(nullptr) && !replace_uplink(deliveries)) return;
 
     bool sent = false;
     if (std::chrono::steady_clock::now() >= backoff_until_ && in_flight_ < opts_.max_in_flight) {
@@ -136,8 +155,7 @@ void Forwarder::run() {
           metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
           VANE_LOG_WARN("kafka: cannot send seq %llu: %s", static_cast<unsigned long long>(batch[i].seq),
                         error.c_str());
-          backoff_ = std::clamp(backoff_ * 2, kMinBackoff, kMaxBackoff);
-          backoff_until_ = std::chrono::steady_clock::now() + backoff_;
+          back_off();
         }
         break;
       }
@@ -164,6 +182,120 @@ void Forwarder::run() {
     VANE_LOG_NOTICE("%zu rows not acknowledged before shutdown stay buffered", in_flight_);
     uplink_->purge(deliveries);
     settle(deliveries);  // late acks still delete; purged rows stay buffered
+  }
+  flush_acks();
+  uplink_.reset();
+}
+
+// exactly_once: one transaction at a time, each a batch of rows plus the
+// checkpoint record; rows are deleted only after the commit. Rows at or below
+// the last committed checkpoint (left by a crash between commit and delete,
+// or a failed delete) are deleted without being sent again.
+void Forwarder::run_transactional() {
+  std::vector<StoredRecord> batch;
+  std::vector<std::uint64_t> seqs, done;
+  std::vector<Delivery> deliveries;
+  std::string error;
+  std::uint64_t checkpoint = 0;
+  bool open = false;
+  auto fail = [&](const char* what, const std::string& why) {
+    if (backoff_.count() == 0)
+      VANE_LOG_WARN("kafka: %s (%s); the rows stay buffered and are retried", what, why.c_str());
+    metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+    back_off();
+  };
+  auto release = [&] {
+    seqs.clear();
+    for (const auto& r : batch) seqs.push_back(r.seq);
+    buffer_.release(seqs);
+  };
+  while (!stopping()) {
+    if (uplink_->fatal(nullptr)) {
+      if (!replace_uplink(deliveries)) return;
+      open = false;
+    }
+    if (const auto now = std::chrono::steady_clock::now(); now < backoff_until_) {
+      if (!pause(std::chrono::duration_cast<std::chrono::milliseconds>(backoff_until_ - now))) break;
+      continue;
+    }
+    if (!open) {
+      auto cp = uplink_->open_transactions(10000);
+      metrics_.uplink.store(static_cast<int>(cp ? UplinkState::kUp : UplinkState::kDown), std::memory_order_relaxed);
+      if (!cp) {
+        fail("cannot start exactly-once delivery", cp.status().message());
+        continue;
+      }
+      open = true;
+      checkpoint = std::max(checkpoint, *cp);
+      VANE_LOG_INFO("kafka: exactly-once: last committed checkpoint is seq %llu",
+                    static_cast<unsigned long long>(checkpoint));
+    }
+    batch.clear();
+    if (Status s = buffer_.claim(std::min(opts_.claim_batch, opts_.max_in_flight), batch); !s) {
+      metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
+      VANE_LOG_WARN("buffer: cannot read rows to forward: %s", s.message().c_str());
+      backoff_until_ = std::chrono::steady_clock::now() + kMinBackoff;
+      continue;
+    }
+    // Already committed: delete, never resend.
+    done.clear();
+    std::erase_if(batch, [&](const StoredRecord& r) {
+      if (r.seq > checkpoint) return false;
+      done.push_back(r.seq);
+      return true;
+    });
+    if (!done.empty()) {
+      VANE_LOG_NOTICE("kafka: %zu buffered rows at or below checkpoint seq %llu were already delivered: deleted, "
+                      "not resent", done.size(), static_cast<unsigned long long>(checkpoint));
+      if (Status s = buffer_.ack(done); !s) {
+        buffer_.release(done);
+        metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (batch.empty()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || pending_; });
+      pending_ = false;
+      continue;
+    }
+    if (Status s = uplink_->begin(); !s) {
+      release();
+      fail("cannot begin a transaction", s.message());
+      continue;
+    }
+    bool sent = true;
+    std::uint64_t high = 0;
+    for (const StoredRecord& r : batch) {
+      Uplink::SendResult res;
+      while ((res = uplink_->send(r, &error)) == Uplink::SendResult::kRetry) uplink_->poll(50, deliveries);
+      if (res != Uplink::SendResult::kOk) {
+        sent = false;
+        break;
+      }
+      high = std::max(high, r.seq);
+    }
+    Uplink::TxResult tx = Uplink::TxResult::kAbort;
+    if (sent) {
+      // Commit; a timeout (an outage) is retried until stop, then given up.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.shutdown_timeout_ms);
+      while ((tx = uplink_->commit(high, 5000, &error)) == Uplink::TxResult::kRetry) {
+        metrics_.uplink.store(static_cast<int>(UplinkState::kDown), std::memory_order_relaxed);
+        if (stopping() && std::chrono::steady_clock::now() >= give_up) break;
+      }
+    }
+    deliveries.clear();
+    if (tx == Uplink::TxResult::kCommitted) {
+      checkpoint = std::max(checkpoint, high);
+      seqs.clear();
+      for (const auto& r : batch) seqs.push_back(r.seq);
+      acks_.insert(acks_.end(), seqs.begin(), seqs.end());
+      flush_acks();  // a failed delete is retried; the checkpoint keeps the rows from being resent
+      metrics_.uplink.store(static_cast<int>(UplinkState::kUp), std::memory_order_relaxed);
+      continue;
+    }
+    if (tx != Uplink::TxResult::kFatal) uplink_->abort(5000);
+    release();
+    fail("transaction not committed", error);
   }
   flush_acks();
   uplink_.reset();

@@ -41,8 +41,15 @@ class Forwarder {
 
  private:
   void run();
+  void run_transactional();
   void settle(std::vector<Delivery>& deliveries);
   void flush_acks();
+  // Replaces a failed uplink; false when stop() came first.
+  bool replace_uplink(std::vector<Delivery>& deliveries);
+  void back_off();
+  bool stopping();
+  // Sleeps up to `d`; false when stop() came.
+  bool pause(std::chrono::milliseconds d);
 
   Buffer& buffer_;
   UplinkFactory factory_;

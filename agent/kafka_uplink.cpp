@@ -6,7 +6,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 #include <mutex>
+#include <random>
 
 #include "core/log.h"
 
@@ -51,6 +55,14 @@ class LogLimiter {
   std::chrono::steady_clock::time_point last_[kSlots]{};
 };
 
+std::string random_hex64() {
+  std::random_device rd;
+  const std::uint64_t v = (std::uint64_t{rd()} << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 class KafkaUplink final : public Uplink {
  public:
   KafkaUplink(const KafkaConfig& cfg, std::string gateway) : cfg_(cfg), gateway_(std::move(gateway)) {}
@@ -75,10 +87,26 @@ class KafkaUplink final : public Uplink {
         {"queue.buffering.max.messages", std::to_string(std::max(cfg_.max_in_flight * 2, 1000))},
         {"queue.buffering.max.kbytes", "262144"},
     };
+    // exactly_once: one transactional id per gateway, so a restarted vane
+    // fences its previous incarnation. librdkafka wants message.timeout.ms
+    // within transaction.timeout.ms; an expired message aborts the
+    // transaction and its rows stay buffered.
+    const Default tx_defaults[] = {
+        {"transactional.id", "vane-" + gateway_},
+        {"transaction.timeout.ms", "60000"},
+        {"message.timeout.ms", "60000"},
+    };
     for (const auto& d : defaults) {
       Status s = set_property(conf.get(), d.key, d.value, std::string("kafka: ") + d.key);
       if (!s) return s;
     }
+    if (cfg_.exactly_once) {
+      for (const auto& d : tx_defaults) {
+        Status s = set_property(conf.get(), d.key, d.value, std::string("kafka: ") + d.key);
+        if (!s) return s;
+      }
+    }
+    bootstrap_ = bootstrap;
     for (const auto& [k, v] : cfg_.properties) {
       Status s = set_property(conf.get(), k, v, "/kafka/properties/" + k);
       if (!s) return s;
@@ -95,6 +123,10 @@ class KafkaUplink final : public Uplink {
     topic_.reset(rd_kafka_topic_new(rk, cfg_.topic.c_str(), nullptr));
     dlq_.reset(rd_kafka_topic_new(rk, cfg_.dead_letter_topic.c_str(), nullptr));
     if (!topic_ || !dlq_) return Status::invalid("kafka: cannot create topic handles");
+    if (cfg_.exactly_once) {
+      checkpoints_.reset(rd_kafka_topic_new(rk, cfg_.checkpoint_topic.c_str(), nullptr));
+      if (!checkpoints_) return Status::invalid("kafka: cannot create topic handles");
+    }
     return Status::ok();
   }
 
@@ -102,7 +134,90 @@ class KafkaUplink final : public Uplink {
     // Explicit purge and flush happen in the forwarder; here only release.
     topic_.reset();
     dlq_.reset();
+    checkpoints_.reset();
     rk_.reset();
+  }
+
+  bool transactional() const override { return cfg_.exactly_once; }
+
+  Result<std::uint64_t> open_transactions(int timeout_ms) override {
+    if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk_.get(), timeout_ms)) {
+      Status s = Status::unavailable(std::string("kafka: cannot initialise transactions: ") + rd_kafka_error_string(e));
+      if (rd_kafka_error_is_fatal(e)) fatal_ = true;
+      rd_kafka_error_destroy(e);
+      return s;
+    }
+    return read_checkpoint(timeout_ms);
+  }
+
+  Status begin() override {
+    checkpoint_sent_ = false;
+    txn_ = incarnation_ + "-" + std::to_string(++txn_count_);
+    if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk_.get())) {
+      Status s = Status::unavailable(std::string("kafka: cannot begin a transaction: ") + rd_kafka_error_string(e));
+      if (rd_kafka_error_is_fatal(e)) fatal_ = true;
+      rd_kafka_error_destroy(e);
+      return s;
+    }
+    return Status::ok();
+  }
+
+  TxResult commit(std::uint64_t checkpoint, int timeout_ms, std::string* error) override {
+    if (!checkpoint_sent_) {
+      // The rows first: the checkpoint record goes out only once every row
+      // of the transaction is with the brokers, so no reader (not even one
+      // that ignores transactions) sees a checkpoint ahead of its rows.
+      rd_kafka_flush(rk_.get(), timeout_ms);
+      if (rd_kafka_outq_len(rk_.get()) > 0) {
+        if (error) *error = "rows of the transaction not yet delivered";
+        return TxResult::kRetry;
+      }
+      // Partition 0, keyed by gateway: readable back without knowing the
+      // producer's partitioner, and compaction keeps the last per gateway.
+      const std::string value = "{\"gateway\":\"" + gateway_ + "\",\"seq\":" + std::to_string(checkpoint) +
+                                ",\"txn\":\"" + txn_ + "\"}";
+      const rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk_.get(), RD_KAFKA_V_RKT(checkpoints_.get()), RD_KAFKA_V_PARTITION(0),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(gateway_.data(), gateway_.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(std::uintptr_t{0})), RD_KAFKA_V_END);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (error) *error = std::string("checkpoint record: ") + rd_kafka_err2str(err);
+        return TxResult::kAbort;
+      }
+      checkpoint_sent_ = true;
+    }
+    rd_kafka_error_t* e = rd_kafka_commit_transaction(rk_.get(), timeout_ms);
+    if (!e) {
+      state_ = UplinkState::kUp;
+      return TxResult::kCommitted;
+    }
+    if (error) *error = rd_kafka_error_string(e);
+    TxResult r = TxResult::kAbort;
+    if (rd_kafka_error_is_fatal(e)) {
+      fatal_ = true;
+      r = TxResult::kFatal;
+    } else if (rd_kafka_error_txn_requires_abort(e)) {
+      r = TxResult::kAbort;
+    } else if (rd_kafka_error_is_retriable(e)) {
+      r = TxResult::kRetry;
+    }
+    rd_kafka_error_destroy(e);
+    return r;
+  }
+
+  void abort(int timeout_ms) override {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      rd_kafka_error_t* e = rd_kafka_abort_transaction(rk_.get(), timeout_ms);
+      if (!e) return;
+      const bool retry = rd_kafka_error_is_retriable(e);
+      if (rd_kafka_error_is_fatal(e)) fatal_ = true;
+      if (limiter_.allow(63)) VANE_LOG_WARN("kafka: cannot abort the transaction: %s", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+      if (!retry) return;
+    }
+    // Still open: a fresh producer fences it.
+    fatal_ = true;
   }
 
   SendResult send(const StoredRecord& r, std::string* error) override {
@@ -115,6 +230,7 @@ class KafkaUplink final : public Uplink {
     rd_kafka_header_add(h.get(), "vane-schema", -1, r.rec.schema.data(), static_cast<ssize_t>(r.rec.schema.size()));
     if (r.rec.stream == Stream::kDeadLetter)
       rd_kafka_header_add(h.get(), "vane-error", -1, r.rec.error.data(), static_cast<ssize_t>(r.rec.error.size()));
+    if (cfg_.exactly_once) rd_kafka_header_add(h.get(), "vane-txn", -1, txn_.data(), static_cast<ssize_t>(txn_.size()));
     rd_kafka_topic_t* topic = r.rec.stream == Stream::kDeadLetter ? dlq_.get() : topic_.get();
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         rk_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -167,6 +283,7 @@ class KafkaUplink final : public Uplink {
     auto* self = static_cast<KafkaUplink*>(opaque);
     Delivery d;
     d.seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
+    if (d.seq == 0) return;  // a checkpoint record: its transaction's commit reports it
     d.ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (d.ok) {
       self->state_ = UplinkState::kUp;
@@ -189,10 +306,74 @@ class KafkaUplink final : public Uplink {
     if (level <= 3) VANE_LOG_WARN("kafka: %s: %s", fac, buf);
   }
 
+  // The last checkpoint of this gateway in partition 0 of the checkpoint
+  // topic, read committed. Unknown topic or an empty partition: 0.
+  Result<std::uint64_t> read_checkpoint(int timeout_ms) {
+    ConfPtr conf(rd_kafka_conf_new());
+    char err[512];
+    for (const auto& [k, v] : std::initializer_list<std::pair<const char*, std::string>>{
+             {"bootstrap.servers", bootstrap_},
+             {"client.id", "vane-" + gateway_ + "-checkpoint"},
+             {"group.id", "vane-" + gateway_ + "-checkpoint"},
+             {"isolation.level", "read_committed"},
+             {"enable.auto.commit", "false"},
+             {"enable.partition.eof", "true"}}) {
+      if (rd_kafka_conf_set(conf.get(), k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+        return Status::invalid(std::string("kafka: checkpoint reader: ") + err);
+    }
+    // Properties meant for connecting (security.*, sasl.*, ssl.*) apply to the reader too.
+    for (const auto& [k, v] : cfg_.properties) {
+      if (k.rfind("security.", 0) == 0 || k.rfind("sasl.", 0) == 0 || k.rfind("ssl.", 0) == 0)
+        rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err);
+    }
+    KafkaPtr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+    if (!rk) return Status::unavailable(std::string("kafka: checkpoint reader: ") + err);
+    conf.release();
+    const char* topic = cfg_.checkpoint_topic.c_str();
+    std::int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk.get(), topic, 0, &lo, &hi, timeout_ms);
+    if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return std::uint64_t{0};
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return Status::unavailable(std::string("kafka: cannot read the checkpoint topic ") + topic + ": " +
+                                 rd_kafka_err2str(e));
+    if (hi <= lo) return std::uint64_t{0};
+    rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    e = rd_kafka_assign(rk.get(), parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return Status::unavailable(std::string("kafka: ") + rd_kafka_err2str(e));
+    std::uint64_t seq = 0;
+    bool at_end = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!at_end && std::chrono::steady_clock::now() < deadline) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
+      if (!m) continue;
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        at_end = true;
+      } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->key_len == gateway_.size() &&
+                 std::memcmp(m->key, gateway_.data(), gateway_.size()) == 0) {
+        const std::string v(static_cast<const char*>(m->payload), m->len);
+        const auto at = v.find("\"seq\":");
+        if (at != std::string::npos) seq = std::max<std::uint64_t>(seq, std::strtoull(v.c_str() + at + 6, nullptr, 10));
+      }
+      rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk.get());
+    if (!at_end)
+      return Status::unavailable(std::string("kafka: timed out reading the checkpoint topic ") + topic);
+    return seq;
+  }
+
   KafkaConfig cfg_;
-  std::string gateway_;
+  std::string gateway_, bootstrap_;
   KafkaPtr rk_;
-  TopicPtr topic_, dlq_;
+  TopicPtr topic_, dlq_, checkpoints_;
+  bool checkpoint_sent_ = false;
+  // Names each transaction (vane-txn header and checkpoint record): this
+  // producer's random incarnation and a counter.
+  std::string incarnation_ = random_hex64();
+  std::uint64_t txn_count_ = 0;
+  std::string txn_;
   std::vector<Delivery>* out_ = nullptr;  // set only during poll/flush/purge, on the caller's thread
   std::atomic<UplinkState> state_{UplinkState::kConnecting};
   std::atomic<bool> fatal_{false};
@@ -235,6 +416,7 @@ Result<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(const KafkaConfig& c
   if (!impl->cluster) return Status::internal("embedded kafka: cannot start the mock cluster");
   rd_kafka_mock_topic_create(impl->cluster, cfg.topic.c_str(), 3, 1);
   rd_kafka_mock_topic_create(impl->cluster, cfg.dead_letter_topic.c_str(), 1, 1);
+  if (cfg.exactly_once) rd_kafka_mock_topic_create(impl->cluster, cfg.checkpoint_topic.c_str(), 1, 1);
   std::string bootstrap = rd_kafka_mock_cluster_bootstraps(impl->cluster);
   return std::unique_ptr<EmbeddedKafka>(new EmbeddedKafka(std::move(impl), std::move(bootstrap)));
 }

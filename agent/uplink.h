@@ -43,6 +43,23 @@ class Uplink {
   // An unrecoverable client state (e.g. the idempotent producer's fatal
   // error): the caller must purge and replace this uplink.
   virtual bool fatal(std::string* reason) const = 0;
+
+  // Exactly-once (kafka.exactly_once): rows go in transactions, each with a
+  // checkpoint record naming the highest seq it commits. The calls below are
+  // made only when transactional() is true, from one thread.
+  enum class TxResult { kCommitted, kRetry, kAbort, kFatal };
+  virtual bool transactional() const { return false; }
+  // Fences earlier producers with the same transactional id (aborting a
+  // transaction a crash left open), then reads this gateway's last committed
+  // checkpoint: every seq at or below it is in Kafka. 0: none yet.
+  virtual Result<std::uint64_t> open_transactions(int /*timeout_ms*/) { return std::uint64_t{0}; }
+  virtual Status begin() { return Status::ok(); }
+  // Adds the checkpoint record and commits everything sent since begin().
+  // kRetry: call again; kAbort: call abort(), the rows were not committed.
+  virtual TxResult commit(std::uint64_t /*checkpoint*/, int /*timeout_ms*/, std::string* /*error*/) {
+    return TxResult::kCommitted;
+  }
+  virtual void abort(int /*timeout_ms*/) {}
 };
 
 }  // namespace vane
