@@ -68,19 +68,34 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
 }
 
 void Forwarder::flush_acks() {
-  if (acks_.empty()) return;
-  Status s = buffer_.ack(acks_);
-  if (!s) {
-    // Rows stay buffered and the acks are retried; a crash before then means
-    // those rows are sent again (duplicates bounded by the in-flight window).
-    metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
-    VANE_LOG_WARN("buffer: cannot delete %zu delivered rows: %s", acks_.size(), s.message().c_str());
-    return;
+  // In chunks: one transaction per chunk keeps each delete small, which is
+  // what a nearly full filesystem can still take.
+  constexpr std::size_t kChunk = 1000;
+  std::size_t done = 0;
+  while (done < acks_.size()) {
+    const std::size_t n = std::min(kChunk, acks_.size() - done);
+    Status s = buffer_.ack(std::span<const std::uint64_t>(acks_).subspan(done, n));
+    if (!s) {
+      // Rows stay buffered and the acks are retried; a crash before then means
+      // those rows are sent again (duplicates bounded by the in-flight window).
+      metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
+      if (!ack_failing_)
+        VANE_LOG_WARN("buffer: cannot delete %zu delivered rows (retrying): %s", acks_.size() - done,
+                      s.message().c_str());
+      ack_failing_ = true;
+      break;
+    }
+    done += n;
   }
-  metrics_.delivered.fetch_add(acks_.size(), std::memory_order_relaxed);
+  if (done == 0) return;
+  if (ack_failing_ && done == acks_.size()) {
+    VANE_LOG_NOTICE("buffer: delivered rows are deleted again");
+    ack_failing_ = false;
+  }
+  metrics_.delivered.fetch_add(done, std::memory_order_relaxed);
   metrics_.last_progress_ns.store(steady_ns(), std::memory_order_relaxed);
   backoff_ = std::chrono::milliseconds(0);
-  acks_.clear();
+  acks_.erase(acks_.begin(), acks_.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
 bool Forwarder::stopping() {

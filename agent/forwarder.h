@@ -67,6 +67,7 @@ class Forwarder {
   std::size_t in_flight_ = 0;
   std::vector<std::uint64_t> acks_;       // acknowledged, not yet deleted
   std::vector<std::uint64_t> failed_;
+  bool ack_failing_ = false;  // deleting delivered rows fails (logged once)
   std::chrono::steady_clock::time_point backoff_until_{};
   std::chrono::milliseconds backoff_{0};
 };

@@ -210,13 +210,22 @@ bool Pipeline::commit(std::span<Reading> in) {
   const bool cap = dropped > res->dropped_disk_full, disk = res->dropped_disk_full > 0;
   if (cap && !dropping_cap_)
     VANE_LOG_WARN("buffer full (buffer.max_bytes): the overflow policy drops readings; every drop is counted");
-  if (disk && !dropping_disk_)
-    VANE_LOG_WARN("buffer: the filesystem is full: the overflow policy drops readings until space returns; "
-                  "every drop is counted");
   if (!cap && dropping_cap_) VANE_LOG_NOTICE("buffer below its cap again: no more drops");
-  if (!disk && dropping_disk_ && res->appended > 0) VANE_LOG_NOTICE("buffer: disk space is back: no more drops");
   dropping_cap_ = cap;
-  if (disk || res->appended > 0) dropping_disk_ = disk;
+  // On a full filesystem drops come in chunks (old rows make room for
+  // several batches): the episode ends only after kDiskQuiet without one.
+  const auto now = std::chrono::steady_clock::now();
+  if (disk) {
+    if (!dropping_disk_)
+      VANE_LOG_WARN("buffer: the filesystem is full: the overflow policy drops readings until space returns; "
+                    "every drop is counted");
+    dropping_disk_ = true;
+    last_disk_drop_ = now;
+  } else if (dropping_disk_ && res->appended > 0 && now - last_disk_drop_ >= kDiskQuiet) {
+    VANE_LOG_NOTICE("buffer: disk space is back: no drops for %lld s",
+                    static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kDiskQuiet).count()));
+    dropping_disk_ = false;
+  }
   metrics_.dropped_disk_full.fetch_add(res->dropped_disk_full, std::memory_order_relaxed);
   metrics_.dropped_newest.fetch_add(res->dropped_newest, std::memory_order_relaxed);
   metrics_.dropped_oldest.fetch_add(res->dropped_oldest, std::memory_order_relaxed);

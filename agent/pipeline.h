@@ -70,7 +70,9 @@ class Pipeline final : public ReadingSink {
   std::vector<std::uint32_t> rule_masks_;  // per record: bit i = schema_rules()[i] violated
   bool failing_ = false;   // a buffer failure episode is under way (logged once)
   bool dropping_cap_ = false;   // the last batch lost rows to buffer.max_bytes
-  bool dropping_disk_ = false;  // ... to a full filesystem
+  bool dropping_disk_ = false;  // a full-filesystem episode is under way
+  std::chrono::steady_clock::time_point last_disk_drop_{};
+  static constexpr std::chrono::seconds kDiskQuiet{5};
   // Rejections are logged, at most kRejectLogsPerMinute a minute; the rest
   // are counted and summarised when the minute is over.
   static constexpr int kRejectLogsPerMinute = 10;

@@ -12,15 +12,25 @@ inline constexpr const char* kPragmas =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA temp_store=MEMORY;"
     "PRAGMA foreign_keys=OFF;"
-    "PRAGMA wal_autocheckpoint=4096;"
+    // A WAL of at most ~4 MiB between checkpoints: what a checkpoint may
+    // need on disk is bounded by it (see kReserveBytes).
+    "PRAGMA wal_autocheckpoint=1024;"
     // After a checkpoint the WAL file is cut back to this size, so a burst
     // does not keep its disk space.
-    "PRAGMA journal_size_limit=33554432;";
+    "PRAGMA journal_size_limit=4194304;";
+
+// Disk space held back in PATH.reserve while the filesystem has room. On a
+// full filesystem every write of a WAL database, deletes included, needs
+// WAL space; releasing the reserve lets the buffer delete rows and
+// checkpoint, which is how it gets room back. Twice the WAL's bound.
+inline constexpr long kReserveBytes = 8L << 20;
 
 // One row of output: "ok" or the first problem found. Checks every b-tree
 // page but not index consistency: what decides whether the file is usable.
 inline constexpr const char* kQuickCheck = "PRAGMA quick_check(1);";
-inline constexpr const char* kCheckpointTruncate = "PRAGMA wal_checkpoint(TRUNCATE);";
+// Copies the WAL into the database and makes the next writer start the WAL
+// from its beginning, reusing the file's space instead of growing it.
+inline constexpr const char* kCheckpointRestart = "PRAGMA wal_checkpoint(RESTART);";
 
 inline constexpr const char* kSyncOff = "PRAGMA synchronous=OFF;";
 inline constexpr const char* kSyncNormal = "PRAGMA synchronous=NORMAL;";

@@ -97,7 +97,27 @@ Result<std::unique_ptr<SqliteBuffer>> SqliteBuffer::open(const SqliteBufferOptio
     if (!unusable) return s;
     if (Status q = b->quarantine_and_reopen(s.message()); !q) return q;
   }
+  b->cap_ = opts.max_bytes;
+  b->take_reserve();
   return b;
+}
+
+void SqliteBuffer::take_reserve() {
+  next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const std::string path = opts_.path + ".reserve";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  reserve_held_ = ::posix_fallocate(fd, 0, sql::kReserveBytes) == 0;
+  ::close(fd);
+  if (!reserve_held_) ::unlink(path.c_str());
+}
+
+void SqliteBuffer::relieve_full() {
+  if (reserve_held_) {
+    ::unlink((opts_.path + ".reserve").c_str());
+    reserve_held_ = false;
+  }
+  (void)exec(sql::kCheckpointRestart);
 }
 
 Status SqliteBuffer::lock() {
@@ -360,7 +380,7 @@ bool SqliteBuffer::droppable(std::uint64_t seq) const {
 Result<std::size_t> SqliteBuffer::delete_oldest(std::size_t max_rows, std::uint64_t need) {
   std::size_t dropped = 0;
   auto done = [&](std::uint64_t freed) {
-    return dropped >= max_rows || (need != kNoNeed && bytes_ - std::min(bytes_, freed) + need <= opts_.max_bytes);
+    return dropped >= max_rows || (need != kNoNeed && bytes_ - std::min(bytes_, freed) + need <= cap_);
   };
   std::uint64_t after = claimed_hwm_;
   while (!done(0)) {
@@ -396,11 +416,12 @@ Result<std::size_t> SqliteBuffer::delete_oldest(std::size_t max_rows, std::uint6
 }
 
 Result<std::size_t> SqliteBuffer::drop_oldest_rows(std::size_t n) {
+  // Down to the cap, at most n rows.
   const std::uint64_t saved_rows = rows_, saved_bytes = bytes_;
   int rc = sqlite3_step(begin_.get());
   sqlite3_reset(begin_.get());
   if (rc != SQLITE_DONE) return error("begin", rc);
-  auto dropped = delete_oldest(n, kNoNeed);
+  auto dropped = delete_oldest(n, 0);
   if (dropped) {
     rc = sqlite3_step(commit_.get());
     sqlite3_reset(commit_.get());
@@ -418,37 +439,40 @@ Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   std::lock_guard<std::mutex> lock(mu_);
   auto res = append_locked(records);
   if (res || res.status().code() != Status::Code::kFull) {
-    if (res) disk_full_ = false;
+    if (res && cap_ < opts_.max_bytes) maybe_lift_cap();
     return res;
   }
-  // The filesystem is full. A checkpoint that empties the WAL may give space
-  // back; then the overflow policy applies as for the cap.
-  if (!disk_full_) (void)exec(sql::kCheckpointTruncate);
-  disk_full_ = true;
+  // The filesystem is full. Deleting rows frees pages inside the file, not
+  // on the filesystem, and every write (deletes too) needs WAL space. So:
+  // give back the reserve (it pays for the deletes and the checkpoint), and
+  // from now on keep the rows under 90 % of what fitted, so new rows reuse
+  // the pages old ones leave and neither file has to grow. The overflow
+  // policy decides which rows make way, as for the cap.
+  relieve_full();
+  cap_ = std::min(cap_, bytes_ - bytes_ / 10);
   std::size_t dropped_oldest = 0;
   if (opts_.overflow == Overflow::kDropOldest) {
-    for (std::size_t n = std::max<std::size_t>(records.size(), 64); n <= (std::size_t{1} << 20); n *= 4) {
-      auto dropped = drop_oldest_rows(n);
-      if (!dropped) break;  // deleting needs a little space too
-      dropped_oldest += *dropped;
-      dropped_oldest_total_ += *dropped;
-      dropped_disk_full_total_ += *dropped;
-      res = append_locked(records);
-      if (res) {
-        res->dropped_oldest += dropped_oldest;
-        res->dropped_disk_full += dropped_oldest;
-        return res;
-      }
-      if (res.status().code() != Status::Code::kFull) {
-        // Not a full disk any more: the caller retries the batch; the rows
-        // already dropped are reported with the next append.
-        unreported_oldest_ += dropped_oldest;
-        return res;
-      }
-      if (*dropped == 0) break;  // nothing left to drop
+    auto dropped = drop_oldest_rows(std::numeric_limits<std::size_t>::max());
+    if (dropped) {
+      dropped_oldest = *dropped;
+      dropped_oldest_total_ += dropped_oldest;
+      dropped_disk_full_total_ += dropped_oldest;
     }
+    (void)exec(sql::kCheckpointRestart);
   }
-  // No room: every record of the batch is refused, counted, never given a seq.
+  res = append_locked(records);
+  if (res) {
+    res->dropped_oldest += dropped_oldest;
+    res->dropped_disk_full += dropped_oldest;
+    return res;
+  }
+  if (res.status().code() != Status::Code::kFull) {
+    // Not a full disk any more: the caller retries the batch; the rows
+    // already dropped are reported with the next append.
+    unreported_oldest_ += dropped_oldest;
+    return res;
+  }
+  // No room at all: the batch is refused, counted, never given a seq.
   AppendResult refused;
   refused.dropped_newest = records.size();
   refused.dropped_oldest = dropped_oldest;
@@ -456,6 +480,14 @@ Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   dropped_newest_total_ += records.size();
   dropped_disk_full_total_ += records.size();
   return refused;
+}
+
+void SqliteBuffer::maybe_lift_cap() {
+  // Space is back when the reserve can be taken again: then the configured
+  // cap applies again (and a full filesystem is learnt anew).
+  if (std::chrono::steady_clock::now() < next_reserve_try_) return;
+  take_reserve();
+  if (reserve_held_) cap_ = opts_.max_bytes;
 }
 
 Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
@@ -482,18 +514,18 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   // the buffer drop everything else first.
   for (const Record& r : records) {
     const std::uint64_t size = row_size(r);
-    if (size <= opts_.max_bytes) incoming += size;
+    if (size <= cap_) incoming += size;
   }
-  incoming = std::min(incoming, opts_.max_bytes);
+  incoming = std::min(incoming, cap_);
   std::size_t cap_dropped = 0;
-  if (bytes_ + incoming > opts_.max_bytes && opts_.overflow == Overflow::kDropOldest) {
+  if (bytes_ + incoming > cap_ && opts_.overflow == Overflow::kDropOldest) {
     auto dropped = delete_oldest(std::numeric_limits<std::size_t>::max(), incoming);
     if (!dropped) return fail(dropped.status());
     cap_dropped = *dropped;
   }
   for (const Record& r : records) {
     const std::uint64_t size = row_size(r);
-    if (bytes_ + size > opts_.max_bytes) {
+    if (bytes_ + size > cap_) {
       // drop_newest, or drop_oldest with nothing left to drop: refuse it. It
       // never gets a seq, so the sequence stays gap-free.
       ++res.dropped_newest;
@@ -532,6 +564,11 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   res.dropped_oldest += cap_dropped;
   dropped_oldest_total_ += cap_dropped;
   dropped_newest_total_ += res.dropped_newest;
+  if (cap_ < opts_.max_bytes) {
+    // Under a cap learned from a full filesystem: these drops are its.
+    res.dropped_disk_full += cap_dropped + res.dropped_newest;
+    dropped_disk_full_total_ += cap_dropped + res.dropped_newest;
+  }
   return res;
 }
 
@@ -618,6 +655,15 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
   std::lock_guard<std::mutex> lock(mu_);
   if (seqs.empty()) return Status::ok();
+  Status s = ack_locked(seqs);
+  if (s.code() == Status::Code::kFull) {
+    relieve_full();
+    s = ack_locked(seqs);
+  }
+  return s;
+}
+
+Status SqliteBuffer::ack_locked(std::span<const std::uint64_t> seqs) {
   int rc = sqlite3_step(begin_.get());
   sqlite3_reset(begin_.get());
   if (rc != SQLITE_DONE) return error("begin", rc);

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -76,9 +77,18 @@ class SqliteBuffer final : public Buffer {
   Status quarantine_and_reopen(const std::string& reason);
   void salvage(const std::string& from);
   Result<AppendResult> append_locked(std::span<Record> records);
-  // Deletes up to `n` of the oldest droppable rows in one transaction.
+  Status ack_locked(std::span<const std::uint64_t> seqs);
+  // Deletes oldest droppable rows in one transaction until the rows fit
+  // under cap_, at most `n`.
   Result<std::size_t> drop_oldest_rows(std::size_t n);
+  void maybe_lift_cap();
   bool droppable(std::uint64_t seq) const;
+  // PATH.reserve (sql::kReserveBytes): taken while the filesystem has room,
+  // given back when it is full so rows can still be deleted.
+  void take_reserve();
+  // A write failed with SQLITE_FULL: gives the reserve back (once) and
+  // checkpoints so the WAL is reused from its start.
+  void relieve_full();
   Status claim_after(std::uint64_t after, std::uint64_t below, std::size_t max_rows,
                      std::vector<StoredRecord>& out, std::uint64_t& hwm);
   Status exec(const char* sql);
@@ -109,7 +119,10 @@ class SqliteBuffer final : public Buffer {
   std::uint64_t dropped_oldest_total_ = 0;
   std::uint64_t dropped_newest_total_ = 0;
   std::uint64_t dropped_disk_full_total_ = 0;
-  bool disk_full_ = false;
+  bool reserve_held_ = false;
+  // max_bytes, or lower once a full filesystem showed how much fits.
+  std::uint64_t cap_ = 0;
+  std::chrono::steady_clock::time_point next_reserve_try_{};
   std::size_t unreported_oldest_ = 0;  // disk-full drops not yet in an AppendResult
   // Replay::kLiveFirst: rows >= live_floor_ were committed after a backlog
   // was found and are claimed first (up to live_hwm_ so far); the backlog

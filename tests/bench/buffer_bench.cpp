@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "buffer/buffer_sql.h"
 #include "buffer/sqlite_buffer.h"
 
 namespace {
@@ -129,24 +130,9 @@ struct StmtFinalizer {
 using Db = std::unique_ptr<sqlite3, DbCloser>;
 using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
-// The rows table and the pragmas of buffer/buffer_sql.h, copied so the
-// ceiling runs no vane code.
-constexpr const char* kCeilingSetup =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA temp_store=MEMORY;"
-    "PRAGMA foreign_keys=OFF;"
-    "PRAGMA wal_autocheckpoint=4096;"
-    "PRAGMA journal_size_limit=33554432;"
-    "CREATE TABLE rows ("
-    "  seq INTEGER PRIMARY KEY,"
-    "  stream INTEGER NOT NULL,"
-    "  key TEXT NOT NULL,"
-    "  ts_us INTEGER NOT NULL,"
-    "  source TEXT NOT NULL,"
-    "  schema TEXT NOT NULL,"
-    "  value BLOB NOT NULL,"
-    "  error TEXT NOT NULL,"
-    "  size INTEGER NOT NULL);";
+// The pragmas and tables of the buffer (buffer/buffer_sql.h): the same SQL
+// text, run directly, no vane code.
+const std::string kCeilingSetup = std::string(vane::sql::kPragmas) + vane::sql::kCreate;
 
 bool step_done(sqlite3_stmt* s) {
   const int rc = sqlite3_step(s);
@@ -165,7 +151,7 @@ void BM_Ceiling(benchmark::State& state, SyncLevel level) {
   const int rc = sqlite3_open_v2(dir.file("ceiling.db").c_str(), &raw,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   Db db(raw);
-  const std::string setup = std::string(kCeilingSetup) + "PRAGMA synchronous=" + level_name(level) + ";";
+  const std::string setup = kCeilingSetup + "PRAGMA synchronous=" + level_name(level) + ";";
   if (rc != SQLITE_OK || sqlite3_exec(db.get(), setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     state.SkipWithError(raw ? sqlite3_errmsg(raw) : "sqlite3_open_v2 failed");
     return;
