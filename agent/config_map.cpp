@@ -52,8 +52,8 @@ const ConfigTable& buffer_table() {
        "a power loss may lose the last commits), full (fsync per commit: survives power loss)",
        {"off", "normal", "full"}},
       {"replay", OptType::kEnum, "fifo",
-       "after an outage: fifo drains strictly oldest first; live_first sends readings committed since the "
-       "backlog was found first and drains the backlog beside them (per-key order then holds within each of "
+       "while a backlog drains: fifo sends strictly oldest first; live_first gives up to half of each batch "
+       "to the newest readings and drains the backlog with the rest (per-key order then holds within each of "
        "the two, not across them; see docs/RELIABILITY.md)",
        {"fifo", "live_first"}},
   }};

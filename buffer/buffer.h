@@ -32,10 +32,11 @@ enum class Stream : std::uint8_t { kTelemetry = 0, kDeadLetter = 1 };
 
 enum class Overflow { kDropOldest, kDropNewest };
 enum class SyncLevel { kOff, kNormal, kFull };
-// Which rows claim() hands out first after an outage left a backlog:
-// kFifo: strictly oldest first. kLiveFirst: rows committed since the backlog
-// was found go first (in seq order), the backlog drains in seq order with the
-// rest of each claim; see docs/RELIABILITY.md for what stays ordered.
+// Which rows claim() hands out first while a backlog waits (more unclaimed
+// rows than four claims take): kFifo: strictly oldest first. kLiveFirst: up
+// to half of each claim are the newest unclaimed rows (in seq order), the
+// rest continues the backlog in seq order; see docs/RELIABILITY.md for what
+// stays ordered.
 enum class Replay { kFifo, kLiveFirst };
 
 // A record as it will be sent: the serialized Kafka value plus what the

@@ -64,10 +64,10 @@ inline constexpr const char* kInsert =
     "INSERT INTO rows(seq, stream, key, ts_us, source, schema, value, error, size)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);";
 inline constexpr const char* kDelete = "DELETE FROM rows WHERE seq = ?1 RETURNING size;";
-// Claimable rows in seq order after a high-water mark and below a bound.
+// Claimable rows in seq order after a high-water mark.
 inline constexpr const char* kSelectAfter =
     "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows"
-    " WHERE seq > ?1 AND seq < ?3 ORDER BY seq LIMIT ?2;";
+    " WHERE seq > ?1 ORDER BY seq LIMIT ?2;";
 // Salvage from a quarantined file: everything, with the accounted size.
 inline constexpr const char* kSalvage =
     "SELECT seq, stream, key, ts_us, source, schema, value, error, size FROM rows"

@@ -584,22 +584,30 @@ Status SqliteBuffer::read_row(sqlite3_stmt* s, StoredRecord& out) {
   return Status::ok();
 }
 
-Status SqliteBuffer::claim_after(std::uint64_t after, std::uint64_t below, std::size_t max_rows,
-                                 std::vector<StoredRecord>& out, std::uint64_t& hwm) {
+Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, std::vector<StoredRecord>& out,
+                                 std::uint64_t& hwm, bool live) {
   if (max_rows == 0) return Status::ok();
   sqlite3_stmt* s = select_after_.get();
   Reset reset{s};
   sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(after));
-  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(max_rows));
-  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(std::min<std::uint64_t>(below, INT64_MAX)));
+  // The backlog cursor passes over rows the live side took: ask for as many
+  // more as there may be.
+  const std::size_t ask = live ? max_rows : max_rows + live_claimed_.size();
+  sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(ask));
+  std::size_t got = 0;
   int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+  while (got < max_rows && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+    hwm = seq;
+    if (!live && live_claimed_.erase(seq)) continue;
     out.emplace_back();
     (void)read_row(s, out.back());
-    in_flight_.insert(out.back().seq);
-    hwm = out.back().seq;
+    in_flight_.insert(seq);
+    if (live) live_claimed_.insert(seq);
+    ++got;
   }
-  if (rc != SQLITE_DONE) return error("read rows", rc);
+  if (got < max_rows && rc != SQLITE_DONE) return error("read rows", rc);
+  if (!live) live_claimed_.erase(live_claimed_.begin(), live_claimed_.upper_bound(hwm));
   return Status::ok();
 }
 
@@ -623,33 +631,20 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
     in_flight_.insert(seq);
   }
   if (out.size() >= max_rows) return Status::ok();
-  constexpr std::uint64_t kNoBound = std::numeric_limits<std::uint64_t>::max();
-  if (opts_.replay == Replay::kLiveFirst && live_floor_ == 0) {
-    // A backlog: more unclaimed rows than a few claims take. What is
-    // committed from now on is live.
+  const std::size_t room = max_rows - out.size();
+  if (opts_.replay == Replay::kLiveFirst) {
+    // A backlog: more unclaimed rows than a few claims take. Then the newest
+    // rows (up to half a claim) go first, in seq order; the backlog cursor
+    // takes the rest of the claim and later passes over what live took.
     const std::uint64_t unclaimed = rows_ - std::min<std::uint64_t>(rows_, in_flight_.size() + released_.size());
     if (unclaimed > 4 * max_rows) {
-      live_floor_ = next_seq_;
-      live_hwm_ = next_seq_ - 1;
+      const std::size_t k = std::max<std::size_t>(1, room / 2);
+      const std::uint64_t newest_from = next_seq_ > k + 1 ? next_seq_ - 1 - k : 0;
+      if (Status s = claim_after(std::max({live_hwm_, claimed_hwm_, newest_from}), k, out, live_hwm_, true); !s)
+        return s;
     }
   }
-  if (live_floor_ != 0) {
-    // Live rows take at most half of a claim while backlog is left, so the
-    // backlog always drains; the backlog takes the rest.
-    const std::size_t room = max_rows - out.size();
-    if (Status s = claim_after(live_hwm_, kNoBound, std::max<std::size_t>(1, room / 2), out, live_hwm_); !s)
-      return s;
-    const std::size_t want = max_rows - out.size();
-    const std::size_t before = out.size();
-    if (Status s = claim_after(claimed_hwm_, live_floor_, want, out, claimed_hwm_); !s) return s;
-    if (out.size() - before < want) {
-      // Backlog drained: one claimed range again.
-      claimed_hwm_ = std::max(claimed_hwm_, live_hwm_);
-      live_floor_ = live_hwm_ = 0;
-    }
-    if (out.size() >= max_rows || live_floor_ != 0) return Status::ok();
-  }
-  return claim_after(claimed_hwm_, kNoBound, max_rows - out.size(), out, claimed_hwm_);
+  return claim_after(claimed_hwm_, max_rows - out.size(), out, claimed_hwm_, false);
 }
 
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {

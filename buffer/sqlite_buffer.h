@@ -89,8 +89,11 @@ class SqliteBuffer final : public Buffer {
   // A write failed with SQLITE_FULL: gives the reserve back (once) and
   // checkpoints so the WAL is reused from its start.
   void relieve_full();
-  Status claim_after(std::uint64_t after, std::uint64_t below, std::size_t max_rows,
-                     std::vector<StoredRecord>& out, std::uint64_t& hwm);
+  // Claims up to max_rows rows after `after` in seq order, moving `hwm`.
+  // live: the live side of Replay::kLiveFirst (remembers what it took);
+  // else the backlog cursor (passes over what the live side took).
+  Status claim_after(std::uint64_t after, std::size_t max_rows, std::vector<StoredRecord>& out, std::uint64_t& hwm,
+                     bool live);
   Status exec(const char* sql);
   Status error(const char* what, int rc) const;
   Status read_row(sqlite3_stmt* s, StoredRecord& out);
@@ -124,11 +127,10 @@ class SqliteBuffer final : public Buffer {
   std::uint64_t cap_ = 0;
   std::chrono::steady_clock::time_point next_reserve_try_{};
   std::size_t unreported_oldest_ = 0;  // disk-full drops not yet in an AppendResult
-  // Replay::kLiveFirst: rows >= live_floor_ were committed after a backlog
-  // was found and are claimed first (up to live_hwm_ so far); the backlog
-  // drains from claimed_hwm_ up to live_floor_. 0: no backlog episode.
-  std::uint64_t live_floor_ = 0;
+  // Replay::kLiveFirst: the newest row the live side claimed, and the rows
+  // it claimed above claimed_hwm_ (the backlog cursor passes over them).
   std::uint64_t live_hwm_ = 0;
+  std::set<std::uint64_t> live_claimed_;
   Quarantine quarantine_;
 };
 
