@@ -120,15 +120,9 @@ void BM_Vane(benchmark::State& state, SyncLevel level) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 
-// The ceiling: raw SQLite, nothing of vane.
-struct DbCloser {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalizer {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Db = std::unique_ptr<sqlite3, DbCloser>;
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+// The ceiling: raw SQLite, nothing of vane but the handle owners.
+using Db = vane::SqliteBuffer::Db;
+using Stmt = vane::SqliteBuffer::Stmt;
 
 // The pragmas and tables of the buffer (buffer/buffer_sql.h): the same SQL
 // text, run directly, no vane code.
