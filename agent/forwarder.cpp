@@ -115,7 +115,10 @@ bool Forwarder::replace_uplink(std::vector<Delivery>& deliveries) {
   uplink_->fatal(&reason);
   VANE_LOG_ERROR("kafka: fatal producer error, recreating the producer: %s", reason.c_str());
   uplink_->purge(deliveries);
-  settle(deliveries);
+  // A transactional producer's delivery reports say nothing about the commit:
+  // its rows were released when the transaction failed.
+  if (uplink_->transactional()) deliveries.clear();
+  else settle(deliveries);
   uplink_.reset();
   for (;;) {
     auto up = factory_();
@@ -282,7 +285,10 @@ void Forwarder::run_transactional() {
     std::uint64_t high = 0;
     for (const StoredRecord& r : batch) {
       Uplink::SendResult res;
-      while ((res = uplink_->send(r, &error)) == Uplink::SendResult::kRetry) uplink_->poll(50, deliveries);
+      while ((res = uplink_->send(r, &error)) == Uplink::SendResult::kRetry && !stopping()) {
+        uplink_->poll(50, deliveries);
+        deliveries.clear();  // the commit, not a delivery report, says what is in Kafka
+      }
       if (res != Uplink::SendResult::kOk) {
         sent = false;
         break;
