@@ -1,0 +1,173 @@
+#include "seq_counter.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <functional>
+#include <stdexcept>
+#include <string_view>
+
+namespace vane::test {
+namespace {
+
+void set_or_throw(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+    throw std::runtime_error(std::string("SeqCounter: ") + name + ": " + err);
+}
+
+int ms_until(Deadline deadline, int cap) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, cap));
+}
+
+}  // namespace
+
+SeqCounter::SeqCounter(const std::string& bootstrap, std::vector<std::string> topics)
+    : topics_(std::move(topics)) {
+  RdKafkaConfPtr conf(rd_kafka_conf_new());
+  set_or_throw(conf.get(), "bootstrap.servers", bootstrap);
+  // assign() and consumer_poll() need a group id; the counter never joins the
+  // group and never commits.
+  static std::atomic<int> n{0};
+  set_or_throw(conf.get(), "group.id",
+               "vane-fault-counter-" + std::to_string(getpid()) + "-" + std::to_string(++n));
+  set_or_throw(conf.get(), "enable.auto.commit", "false");
+  set_or_throw(conf.get(), "enable.auto.offset.store", "false");
+  set_or_throw(conf.get(), "isolation.level", "read_committed");
+  set_or_throw(conf.get(), "fetch.wait.max.ms", "100");
+  set_or_throw(conf.get(), "reconnect.backoff.max.ms", "500");
+  // The tests take brokers down on purpose: connection noise is expected.
+  set_or_throw(conf.get(), "log_level", "2");
+  char err[512];
+  rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk_) throw std::runtime_error(std::string("SeqCounter: ") + err);
+  conf.release();  // owned by rk_ now
+  rd_kafka_poll_set_consumer(rk_.get());
+}
+
+SeqCounter::~SeqCounter() {
+  // No group to leave and nothing to commit: skip the close, which would wait
+  // for a coordinator that may be down.
+  if (rk_) rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+bool SeqCounter::assign(Deadline deadline) {
+  if (assigned_) return true;
+  for (const auto& topic : topics_) {
+    std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> rkt(
+        rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
+    const rd_kafka_metadata_t* raw = nullptr;
+    const rd_kafka_resp_err_t e =
+        rd_kafka_metadata(rk_.get(), 0, rkt.get(), &raw, std::max(ms_until(deadline, 2000), 1));
+    RdKafkaMetadataPtr md(raw);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || !md || md->topic_cnt != 1 ||
+        md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topics[0].partition_cnt == 0)
+      return false;
+    for (int i = 0; i < md->topics[0].partition_cnt; ++i)
+      next_offset_.emplace(std::make_pair(topic, md->topics[0].partitions[i].id), RD_KAFKA_OFFSET_BEGINNING);
+  }
+  RdKafkaPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offset_.size())));
+  for (const auto& [tp, off] : next_offset_)
+    rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = off;
+  if (rd_kafka_assign(rk_.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+  assigned_ = true;
+  return true;
+}
+
+void SeqCounter::take(const rd_kafka_message_t* m) {
+  auto& next = next_offset_[{rd_kafka_topic_name(m->rkt), m->partition}];
+  if (next >= 0 && m->offset < next) return;  // re-fetched
+  next = m->offset + 1;
+  ++messages_;
+  std::uint64_t seq = 0;
+  rd_kafka_headers_t* h = nullptr;  // owned by the message
+  const void* val = nullptr;
+  size_t size = 0;
+  if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(h, "vane-seq", &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || !val) {
+    ++no_seq_;
+    return;
+  }
+  const char* p = static_cast<const char*>(val);
+  if (std::from_chars(p, p + size, seq).ec != std::errc() || seq == 0 || seq > 100'000'000) {
+    ++no_seq_;
+    return;
+  }
+  const std::string_view key(static_cast<const char*>(m->key), m->key ? m->key_len : 0);
+  const std::string_view value(static_cast<const char*>(m->payload), m->payload ? m->len : 0);
+  const std::uint64_t hash = std::hash<std::string_view>{}(key) * 31 + std::hash<std::string_view>{}(value);
+  if (seq >= counts_.size()) {
+    counts_.resize(seq + 1, 0);
+    hashes_.resize(seq + 1, 0);
+  }
+  if (counts_[seq]++ == 0) {
+    ++distinct_;
+    hashes_[seq] = hash;
+  } else if (hashes_[seq] != hash) {
+    ++mismatched_;
+  }
+}
+
+void SeqCounter::poll(std::chrono::milliseconds budget) {
+  const Deadline deadline = Clock::now() + budget;
+  if (!assign(deadline)) return;
+  // Block for the first message, then take what is already there.
+  for (int i = 0; i < 50000; ++i) {
+    RdKafkaMessagePtr m(rd_kafka_consumer_poll(rk_.get(), i == 0 ? ms_until(deadline, 1000) : 0));
+    if (!m) return;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR || !m->rkt) continue;  // transport errors: librdkafka retries
+    take(m.get());
+  }
+}
+
+bool SeqCounter::catch_up(Deadline deadline) {
+  while (!assign(deadline))
+    if (Clock::now() >= deadline) return false;
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> high;
+  for (const auto& [tp, off] : next_offset_) {
+    std::int64_t lo = 0, hi = 0;
+    for (;;) {
+      const rd_kafka_resp_err_t e =
+          rd_kafka_query_watermark_offsets(rk_.get(), tp.first.c_str(), tp.second, &lo, &hi,
+                                           std::max(ms_until(deadline, 5000), 1));
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (Clock::now() >= deadline) return false;
+    }
+    high[tp] = hi;
+  }
+  auto done = [&] {
+    for (const auto& [tp, hi] : high) {
+      const std::int64_t next = next_offset_[tp];
+      if (hi > 0 && next < hi) return false;  // BEGINNING (<0) with hi > 0: nothing read yet
+    }
+    return true;
+  };
+  while (!done()) {
+    if (Clock::now() >= deadline) return false;
+    poll(std::chrono::milliseconds(ms_until(deadline, 200)));
+  }
+  return true;
+}
+
+std::uint64_t SeqCounter::covered() {
+  while (count(covered_ + 1) > 0) ++covered_;
+  return covered_;
+}
+
+std::vector<std::uint64_t> SeqCounter::missing(std::uint64_t upto) const {
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t s = 1; s <= upto; ++s)
+    if (count(s) == 0) out.push_back(s);
+  return out;
+}
+
+std::size_t SeqCounter::landed_above(std::uint64_t upto) const {
+  std::size_t n = 0;
+  for (std::uint64_t s = upto + 1; s < counts_.size(); ++s) n += counts_[s] > 0;
+  return n;
+}
+
+}  // namespace vane::test
