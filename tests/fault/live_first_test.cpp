@@ -30,6 +30,8 @@ std::int64_t now_ms() {
 // reading's time).
 class DelayProbe {
  public:
+  // Not support/make_test_consumer(): a 10 ms fetch wait, so the probe adds
+  // little delay of its own to what it measures.
   explicit DelayProbe(const std::string& bootstrap) {
     RdKafkaConfPtr conf(rd_kafka_conf_new());
     char err[512];

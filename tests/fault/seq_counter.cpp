@@ -1,22 +1,14 @@
 #include "seq_counter.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <functional>
-#include <stdexcept>
 #include <string_view>
+
+#include "support/kafka_reader.h"
 
 namespace vane::test {
 namespace {
-
-void set_or_throw(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
-    throw std::runtime_error(std::string("SeqCounter: ") + name + ": " + err);
-}
 
 int ms_until(Deadline deadline, int cap) {
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -26,33 +18,9 @@ int ms_until(Deadline deadline, int cap) {
 }  // namespace
 
 SeqCounter::SeqCounter(const std::string& bootstrap, std::vector<std::string> topics)
-    : topics_(std::move(topics)) {
-  RdKafkaConfPtr conf(rd_kafka_conf_new());
-  set_or_throw(conf.get(), "bootstrap.servers", bootstrap);
-  // assign() and consumer_poll() need a group id; the counter never joins the
-  // group and never commits.
-  static std::atomic<int> n{0};
-  set_or_throw(conf.get(), "group.id",
-               "vane-fault-counter-" + std::to_string(getpid()) + "-" + std::to_string(++n));
-  set_or_throw(conf.get(), "enable.auto.commit", "false");
-  set_or_throw(conf.get(), "enable.auto.offset.store", "false");
-  set_or_throw(conf.get(), "isolation.level", "read_committed");
-  set_or_throw(conf.get(), "fetch.wait.max.ms", "100");
-  set_or_throw(conf.get(), "reconnect.backoff.max.ms", "500");
-  // The tests take brokers down on purpose: connection noise is expected.
-  set_or_throw(conf.get(), "log_level", "2");
-  char err[512];
-  rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
-  if (!rk_) throw std::runtime_error(std::string("SeqCounter: ") + err);
-  conf.release();  // owned by rk_ now
-  rd_kafka_poll_set_consumer(rk_.get());
-}
+    : rk_(make_test_consumer(bootstrap, "counter")), topics_(std::move(topics)) {}
 
-SeqCounter::~SeqCounter() {
-  // No group to leave and nothing to commit: skip the close, which would wait
-  // for a coordinator that may be down.
-  if (rk_) rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-}
+SeqCounter::~SeqCounter() { destroy_test_consumer(rk_); }
 
 bool SeqCounter::assign(Deadline deadline) {
   if (assigned_) return true;

@@ -9,12 +9,6 @@
 namespace vane::test {
 namespace {
 
-void set_or_throw(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
-    throw std::runtime_error(std::string("KafkaReader: ") + name + ": " + err);
-}
-
 bool in(const std::vector<std::string>& topics, const std::string& t) {
   return std::find(topics.begin(), topics.end(), t) != topics.end();
 }
@@ -26,34 +20,42 @@ int ms_until(Deadline deadline, int cap) {
 
 }  // namespace
 
-KafkaReader::KafkaReader(const std::string& bootstrap) {
+RdKafkaPtr make_test_consumer(const std::string& bootstrap, const std::string& who) {
   RdKafkaConfPtr conf(rd_kafka_conf_new());
-  set_or_throw(conf.get(), "bootstrap.servers", bootstrap);
+  auto set = [&](const char* name, const std::string& value) {
+    char err[512];
+    if (rd_kafka_conf_set(conf.get(), name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+      throw std::runtime_error(who + ": " + name + ": " + err);
+  };
+  set("bootstrap.servers", bootstrap);
   // rd_kafka_assign() and rd_kafka_consumer_poll() need a group id, but the
-  // reader never joins the group (no subscribe) and never commits.
+  // consumer never joins the group (no subscribe) and never commits.
   static std::atomic<int> n{0};
-  set_or_throw(conf.get(), "group.id", "vane-test-reader-" + std::to_string(getpid()) + "-" + std::to_string(++n));
-  set_or_throw(conf.get(), "enable.auto.commit", "false");
-  set_or_throw(conf.get(), "enable.auto.offset.store", "false");
-  set_or_throw(conf.get(), "isolation.level", "read_committed");
-  set_or_throw(conf.get(), "fetch.wait.max.ms", "100");
-  set_or_throw(conf.get(), "reconnect.backoff.max.ms", "1000");
+  set("group.id", "vane-test-" + who + "-" + std::to_string(getpid()) + "-" + std::to_string(++n));
+  set("enable.auto.commit", "false");
+  set("enable.auto.offset.store", "false");
+  set("isolation.level", "read_committed");
+  set("fetch.wait.max.ms", "100");
+  set("reconnect.backoff.max.ms", "500");
   // Tests take brokers down on purpose; connection-refused noise would bury
   // the failures that matter.
-  set_or_throw(conf.get(), "log_level", "2");
+  set("log_level", "2");
   char err[512];
-  rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
-  if (!rk_) throw std::runtime_error(std::string("KafkaReader: ") + err);
-  conf.release();  // owned by rk_ now
+  RdKafkaPtr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk) throw std::runtime_error(who + ": " + err);
+  conf.release();  // owned by rk now
   // Errors come out of rd_kafka_consumer_poll() instead of piling up.
-  rd_kafka_poll_set_consumer(rk_.get());
+  rd_kafka_poll_set_consumer(rk.get());
+  return rk;
 }
 
-KafkaReader::~KafkaReader() {
-  // Nothing to commit and no group to leave: skip the consumer close, which
-  // would wait on a coordinator that may be down.
-  if (rk_) rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+void destroy_test_consumer(RdKafkaPtr& rk) {
+  if (rk) rd_kafka_destroy_flags(rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
+
+KafkaReader::KafkaReader(const std::string& bootstrap) : rk_(make_test_consumer(bootstrap, "reader")) {}
+
+KafkaReader::~KafkaReader() { destroy_test_consumer(rk_); }
 
 bool KafkaReader::assign(const std::string& topic, Deadline deadline) {
   if (assigned_.count(topic)) return true;

@@ -64,6 +64,16 @@ class KafkaReader {
   std::vector<ConsumedMessage> seen_;
 };
 
+// A consumer for reading back what landed: no group membership (assign
+// only, never commits; the group id is unique), read_committed, quiet logs
+// (tests take brokers down on purpose), errors served by consumer_poll.
+// `who` names it in errors. Throws std::runtime_error if it cannot be made.
+// Destroy it with rd_kafka_destroy_flags(..., RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
+// (see destroy_test_consumer).
+RdKafkaPtr make_test_consumer(const std::string& bootstrap, const std::string& who);
+// Skips the consumer close, which would wait on a coordinator that may be down.
+void destroy_test_consumer(RdKafkaPtr& rk);
+
 // Where the build put vane-kafka-mock.
 std::string kafka_mock_path();
 
