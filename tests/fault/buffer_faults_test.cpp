@@ -38,8 +38,15 @@ std::uint64_t file_size(const std::string& path) {
 
 // `vane buffer stats` inside the mount namespace of process `pid` (the
 // tmpfs is visible only there; SQLite resolves /proc/PID/root back to ours).
+// As root a mount namespace is enough (and works in a chroot, where a user
+// namespace may not be made); otherwise a user namespace comes with it.
+bool as_root() { return ::geteuid() == 0; }
+
 long stat_in_namespace(pid_t pid, const std::string& path, const std::string& field) {
-  ChildProcess p({"nsenter", "-t", std::to_string(pid), "-U", "-m", vane_bin(), "buffer", "stats", path});
+  std::vector<std::string> argv{"nsenter", "-t", std::to_string(pid), "-m"};
+  if (!as_root()) argv.push_back("-U");
+  argv.insert(argv.end(), {vane_bin(), "buffer", "stats", path});
+  ChildProcess p(argv);
   long v = -1;
   const auto deadline = SteadyClock::now() + 10s;
   while (auto line = p.read_line(deadline))
@@ -171,17 +178,18 @@ TEST_F(BufferFaults, SigtermDuringAnOutageExitsPromptlyAndKeepsEverything) {
 // without dropping. What is missing in Kafka is exactly what it counted.
 TEST_F(BufferFaults, FullFilesystemDropsByPolicyCountsAndRecovers) {
   const std::string mnt = dir_.file("small-fs");
+  const char* unshare_flags = as_root() ? "-m" : "-rm";
   std::filesystem::create_directory(mnt);
   const std::string buffer = mnt + "/buffer.db";
   write_file(config_, sim_config(buffer, bootstrap_, "\"rate\": 10000, \"limit\": 300000", "",
                                  ", \"max_in_flight\": 2000"));
   {
-    ChildProcess probe({"unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs " + mnt});
+    ChildProcess probe({"unshare", unshare_flags, "sh", "-c", "mount -t tmpfs -o size=1m tmpfs " + mnt});
     const auto rc = probe.wait_exit(SteadyClock::now() + 10s);
-    if (!rc || *rc != 0) GTEST_SKIP() << "cannot mount a tmpfs in a mount namespace here (unshare -rm)";
+    if (!rc || *rc != 0) GTEST_SKIP() << "cannot mount a tmpfs in a mount namespace here (unshare " << unshare_flags << ")";
   }
   ASSERT_TRUE(kafka_.down());
-  ChildProcess vane({"unshare", "-rm", "sh", "-c",
+  ChildProcess vane({"unshare", unshare_flags, "sh", "-c",
                      "mount -t tmpfs -o size=32m tmpfs " + mnt + " && exec " + vane_bin() + " run -c " + config_},
                     dir_.file("vane.stderr"));
   ASSERT_TRUE(wait_until(
