@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <limits>
 #include <utility>
 
@@ -449,7 +451,9 @@ Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   // the pages old ones leave and neither file has to grow. The overflow
   // policy decides which rows make way, as for the cap.
   relieve_full();
-  cap_ = std::min(cap_, bytes_ - bytes_ / 10);
+  // Never below 1 MiB (the smallest max_bytes): a full disk with few rows
+  // buffered is the WAL's or another file's doing, not the rows'.
+  cap_ = std::min(cap_, std::max<std::uint64_t>(bytes_ - bytes_ / 10, kMinLearnedCap));
   std::size_t dropped_oldest = 0;
   if (opts_.overflow == Overflow::kDropOldest) {
     auto dropped = drop_oldest_rows(std::numeric_limits<std::size_t>::max());
@@ -486,6 +490,14 @@ void SqliteBuffer::maybe_lift_cap() {
   // Space is back when the reserve can be taken again: then the configured
   // cap applies again (and a full filesystem is learnt anew).
   if (std::chrono::steady_clock::now() < next_reserve_try_) return;
+  next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  // Only with as much again left free after it, or taking it would be what
+  // fills the disk next.
+  const std::string dir = std::filesystem::path(opts_.path).parent_path().string();
+  struct statvfs fs;
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0 ||
+      static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize < 2 * static_cast<std::uint64_t>(sql::kReserveBytes))
+    return;
   take_reserve();
   if (reserve_held_) cap_ = opts_.max_bytes;
 }

@@ -125,6 +125,7 @@ class SqliteBuffer final : public Buffer {
   bool reserve_held_ = false;
   // max_bytes, or lower once a full filesystem showed how much fits.
   std::uint64_t cap_ = 0;
+  static constexpr std::uint64_t kMinLearnedCap = 1 << 20;
   std::chrono::steady_clock::time_point next_reserve_try_{};
   std::size_t unreported_oldest_ = 0;  // disk-full drops not yet in an AppendResult
   // Replay::kLiveFirst: the newest row the live side claimed, and the rows
