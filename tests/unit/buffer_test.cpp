@@ -319,7 +319,8 @@ TEST(Buffer, HealthyFileIsNotQuarantined) {
 
 std::unique_ptr<SqliteBuffer> small_disk(const std::string& path, Overflow o) {
   SqliteBufferOptions opts{path, 1ULL << 30, o, SyncLevel::kNormal};
-  opts.max_pages = 40;  // 160 KiB of database: a full disk without a full cap
+  opts.max_pages = 640;  // 2.5 MiB of database: a full disk without a full cap (and above the
+                         // 1 MiB floor of the cap the buffer learns from it)
   auto b = SqliteBuffer::open(opts);
   EXPECT_TRUE(b.is_ok()) << b.status().message();
   return b ? std::move(b.value()) : nullptr;
@@ -330,14 +331,14 @@ TEST(Buffer, FullDiskWithDropOldestDropsOldRowsAndKeepsTakingNewOnes) {
   auto b = small_disk(d.path() + "/b.db", Overflow::kDropOldest);
   ASSERT_NE(b, nullptr);
   std::uint64_t appended = 0, dropped = 0, full = 0;
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 1200; ++i) {
     const AppendResult r = append_n(*b, 10, 300);
     appended += r.appended;
     dropped += r.dropped_oldest + r.dropped_newest;
     full += r.dropped_disk_full;
     EXPECT_EQ(r.dropped_newest, 0u) << "batch " << i;
   }
-  EXPECT_EQ(appended, 3000u);
+  EXPECT_EQ(appended, 12000u);
   EXPECT_GT(dropped, 0u);
   EXPECT_EQ(full, dropped);
   const BufferStats st = b->stats();
@@ -351,7 +352,7 @@ TEST(Buffer, FullDiskWithDropNewestRefusesUntilSpaceReturns) {
   auto b = small_disk(d.path() + "/b.db", Overflow::kDropNewest);
   ASSERT_NE(b, nullptr);
   std::uint64_t appended = 0, refused = 0;
-  for (int i = 0; i < 100; ++i) {
+  for (int i = 0; i < 1200; ++i) {
     const AppendResult r = append_n(*b, 10, 300);
     appended += r.appended;
     refused += r.dropped_newest;
