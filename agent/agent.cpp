@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "progress.h"
 #include "pipeline.h"
 #include "schema.h"
 #include "sources.h"
@@ -150,6 +151,8 @@ int run_agent(const std::string& path) {
   }
   std::unique_ptr<SqliteBuffer> buffer = std::move(opened.value());
   Metrics metrics;
+  metrics.last_commit_ns = steady_ns();
+  metrics.last_delivery_ns = steady_ns();
   if (const Quarantine& q = buffer->quarantine(); !q.moved_to.empty()) {
     metrics.buffer_quarantined.fetch_add(1, std::memory_order_relaxed);
     metrics.buffer_salvaged.fetch_add(q.salvaged, std::memory_order_relaxed);
@@ -227,12 +230,29 @@ int run_agent(const std::string& path) {
     StatusReporter reporter(metrics, *buffer);
     const bool tty = isatty(STDERR_FILENO);
     auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    // WATCHDOG=1 at half the timeout, and only while the pipeline makes
+    // progress (progress.h): a hung pipeline gets restarted by systemd, an
+    // outage the buffer absorbs does not.
+    const auto wd = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_timeout());
+    std::vector<const Source*> watched;
+    for (const auto& src : sources) watched.push_back(src.get());
+    ProgressWatch progress(metrics, *buffer, watched, wd.count() > 0 ? wd : std::chrono::milliseconds(30000));
+    const auto tick = wd.count() > 0 ? std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000), wd / 2)
+                                     : std::chrono::milliseconds(1000);
+    bool stalled = false;
     for (;;) {
-      timespec ts{1, 0};
+      const timespec ts{static_cast<time_t>(tick.count() / 1000), static_cast<long>(tick.count() % 1000) * 1000000};
       const int sig = sigtimedwait(&sigs, nullptr, &ts);
       if (sig == SIGINT || sig == SIGTERM) {
         VANE_LOG_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
+      }
+      if (wd.count() > 0) {
+        const ProgressWatch::Verdict v = progress.check();
+        if (v.ok) notify_watchdog();
+        if (!v.ok && !stalled) VANE_LOG_ERROR("no progress: %s (watchdog pings withheld)", v.why.c_str());
+        if (v.ok && stalled) VANE_LOG_NOTICE("progress again: watchdog pings resume");
+        stalled = !v.ok;
       }
       if (std::chrono::steady_clock::now() >= next_status) {
         next_status += std::chrono::seconds(5);

@@ -94,6 +94,7 @@ void Forwarder::flush_acks() {
   }
   metrics_.delivered.fetch_add(done, std::memory_order_relaxed);
   metrics_.last_progress_ns.store(steady_ns(), std::memory_order_relaxed);
+  metrics_.last_delivery_ns.store(steady_ns(), std::memory_order_relaxed);
   backoff_ = std::chrono::milliseconds(0);
   acks_.erase(acks_.begin(), acks_.begin() + static_cast<std::ptrdiff_t>(done));
 }

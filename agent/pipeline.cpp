@@ -46,6 +46,7 @@ bool Pipeline::submit(Reading&& r) {
   if (stopping_) return false;
   const bool was_empty = queue_.empty();
   queue_.push_back(std::move(r));
+  metrics_.submitted.fetch_add(1, std::memory_order_relaxed);
   lock.unlock();
   if (was_empty) not_empty_.notify_one();
   return true;
@@ -229,6 +230,7 @@ bool Pipeline::commit(std::span<Reading> in) {
   metrics_.dropped_disk_full.fetch_add(res->dropped_disk_full, std::memory_order_relaxed);
   metrics_.dropped_newest.fetch_add(res->dropped_newest, std::memory_order_relaxed);
   metrics_.dropped_oldest.fetch_add(res->dropped_oldest, std::memory_order_relaxed);
+  metrics_.last_commit_ns.store(steady_ns(), std::memory_order_relaxed);
   if (res->appended > 0) {
     metrics_.last_progress_ns.store(steady_ns(), std::memory_order_relaxed);
     if (on_commit_) on_commit_();

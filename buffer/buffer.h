@@ -96,6 +96,9 @@ class Buffer {
   // Returns in-flight rows to the claimable set.
   virtual void release(std::span<const std::uint64_t> seqs) = 0;
   virtual BufferStats stats() = 0;
+  // Rows buffered as of the last finished operation, without waiting for a
+  // running one (stats() may wait on a commit that waits on the disk).
+  virtual std::uint64_t rows_now() const = 0;
 };
 
 }  // namespace vane

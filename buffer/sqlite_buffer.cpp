@@ -101,6 +101,7 @@ Result<std::unique_ptr<SqliteBuffer>> SqliteBuffer::open(const SqliteBufferOptio
   }
   b->cap_ = opts.max_bytes;
   b->take_reserve();
+  b->rows_published_.store(b->rows_, std::memory_order_relaxed);
   return b;
 }
 
@@ -439,6 +440,10 @@ Result<std::size_t> SqliteBuffer::drop_oldest_rows(std::size_t n) {
 
 Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   std::lock_guard<std::mutex> lock(mu_);
+  struct Publish {
+    SqliteBuffer* b;
+    ~Publish() { b->rows_published_.store(b->rows_, std::memory_order_relaxed); }
+  } publish{this};
   auto res = append_locked(records);
   if (res || res.status().code() != Status::Code::kFull) {
     if (res && cap_ < opts_.max_bytes) maybe_lift_cap();
@@ -667,6 +672,7 @@ Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
     relieve_full();
     s = ack_locked(seqs);
   }
+  rows_published_.store(rows_, std::memory_order_relaxed);
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,7 @@ class SqliteBuffer final : public Buffer {
   Status ack(std::span<const std::uint64_t> seqs) override;
   void release(std::span<const std::uint64_t> seqs) override;
   BufferStats stats() override;
+  std::uint64_t rows_now() const override { return rows_published_.load(std::memory_order_relaxed); }
   const Quarantine& quarantine() const { return quarantine_; }
 
   struct DbCloser {
@@ -115,6 +117,7 @@ class SqliteBuffer final : public Buffer {
       rollback_, oldest_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t rows_ = 0;
+  std::atomic<std::uint64_t> rows_published_{0};  // rows_ after the last operation
   std::uint64_t bytes_ = 0;
   std::uint64_t claimed_hwm_ = 0;      // every row <= this was claimed at some point since open
   std::set<std::uint64_t> in_flight_;  // claimed, not acked or released

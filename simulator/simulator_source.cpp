@@ -71,6 +71,14 @@ Status SimulatorSource::start(ReadingSink& sink) {
   return Status::ok();
 }
 
+std::chrono::milliseconds SimulatorSource::expected_gap() const {
+  if (finished_.load()) return std::chrono::milliseconds(0);
+  if (opts_.max_speed) return std::chrono::milliseconds(1000);
+  const double per_s = opts_.rate > 0 ? opts_.rate
+                                      : static_cast<double>(turbines_.size()) * 1000.0 / std::max(1, opts_.interval_ms);
+  return std::chrono::milliseconds(std::max<std::int64_t>(1, static_cast<std::int64_t>(1000.0 / per_s)));
+}
+
 void SimulatorSource::pause() { control_.pause(); }
 void SimulatorSource::resume() { control_.resume(); }
 
@@ -99,6 +107,7 @@ void SimulatorSource::run(ReadingSink* sink) {
   // costing one condition-variable wait per reading.
   for (;;) {
     if (!control_.wait(period.count() > 0 ? next : clock::time_point{})) return;
+    beats_.fetch_add(1, std::memory_order_relaxed);
     // Emit every reading that is due now (absolute schedule: no drift).
     const auto now = clock::now();
     if (period.count() > 0 && now - next > std::chrono::seconds(1)) {

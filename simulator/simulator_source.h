@@ -38,6 +38,8 @@ class SimulatorSource final : public Source {
   void resume() override;
   void stop() override;
   bool finished() const override { return finished_.load(); }
+  std::chrono::milliseconds expected_gap() const override;
+  std::uint64_t heartbeat() const override { return beats_.load(std::memory_order_relaxed); }
   // "N readings, M with injected faults": the simulator's own tally.
   std::string summary() const override;
 
@@ -59,6 +61,7 @@ class SimulatorSource final : public Source {
   std::thread thread_;
   RunControl control_;
   std::atomic<bool> finished_{false};
+  std::atomic<std::uint64_t> beats_{0};
   std::atomic<std::uint64_t> produced_{0};
   std::atomic<std::uint64_t> skipped_{0};
   std::atomic<std::uint64_t> faults_injected_{0};

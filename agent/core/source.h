@@ -2,6 +2,8 @@
 // ReadingSink. The pipeline owns both sides.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -43,6 +45,13 @@ class Source {
   virtual void stop() = 0;
   // True once a finite source (simulator with a limit) has produced everything.
   virtual bool finished() const { return false; }
+  // The longest gap between two readings in normal running, for the progress
+  // watch (systemd watchdog): 0 when the source may be silent for any time
+  // (event-driven sources such as MQTT, or a finished one).
+  virtual std::chrono::milliseconds expected_gap() const { return std::chrono::milliseconds(0); }
+  // Goes up every time the source's loop goes round (a poll, a tick),
+  // whether or not it produced a reading. Any thread.
+  virtual std::uint64_t heartbeat() const { return 0; }
   // One line for the log at stop: what the source did ("" for nothing).
   virtual std::string summary() const { return ""; }
 };

@@ -161,6 +161,17 @@ Status ModbusSource::start(ReadingSink& sink) {
   return Status::ok();
 }
 
+std::chrono::milliseconds ModbusSource::expected_gap() const {
+  // One cycle when every request of every device times out, every retry
+  // too, after a connect attempt that timed out.
+  std::int64_t requests = 0;
+  for (const Device& d : opts_.devices) {
+    auto it = plans_.find(d.profile);
+    requests += it == plans_.end() ? 1 : static_cast<std::int64_t>(it->second.size());
+  }
+  return std::chrono::milliseconds(opts_.interval_ms + opts_.timeout_ms * (1 + requests * (opts_.retries + 1)));
+}
+
 void ModbusSource::pause() { control_.pause(); }
 void ModbusSource::resume() { control_.resume(); }
 
@@ -301,6 +312,7 @@ void ModbusSource::run(ReadingSink* sink) {
   auto next = clock::now();
   for (;;) {
     if (!control_.wait(next)) return;
+    beats_.fetch_add(1, std::memory_order_relaxed);
     next += period;
     if (!c.connected) {
       if (!connect(c)) {

@@ -67,6 +67,8 @@ class ModbusSource final : public Source {
   void resume() override;
   void stop() override;
   std::string summary() const override;
+  std::chrono::milliseconds expected_gap() const override;
+  std::uint64_t heartbeat() const override { return beats_.load(std::memory_order_relaxed); }
 
   const DeviceStats& stats(std::size_t device) const { return *stats_[device]; }
   std::uint64_t overruns() const { return overruns_.load(); }
@@ -84,7 +86,7 @@ class ModbusSource final : public Source {
   std::vector<std::unique_ptr<DeviceStats>> stats_;
   std::thread thread_;
   RunControl control_;
-  std::atomic<std::uint64_t> overruns_{0}, reconnects_{0};
+  std::atomic<std::uint64_t> overruns_{0}, reconnects_{0}, beats_{0};
 };
 
 }  // namespace vane::modbus

@@ -1,0 +1,51 @@
+// The one definition of "the pipeline makes progress", used for the systemd
+// watchdog (WATCHDOG=1 only while it holds) and, later, /health.
+//
+// Progress holds when, looked at over `window`:
+//  * every source that is expected to produce (expected_gap() > 0, not
+//    finished) has gone round its loop (heartbeat advanced) within
+//    max(window, 3 x its gap) — a dead Modbus slave still counts as a poll;
+//  * readings handed to the pipeline and not yet committed were committed
+//    within window — a hung disk or a locked buffer is not progress;
+//  * buffered rows went out within window while the uplink says it is up —
+//    an uplink that is down or connecting is an outage the buffer absorbs,
+//    not a hang.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "buffer/buffer.h"
+#include "core/source.h"
+#include "metrics.h"
+
+namespace vane {
+
+class ProgressWatch {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ProgressWatch(const Metrics& metrics, Buffer& buffer, std::vector<const Source*> sources,
+                std::chrono::milliseconds window);
+
+  struct Verdict {
+    bool ok = true;
+    std::string why;  // when !ok: what is stuck
+  };
+  // Call regularly (at least a few times per window).
+  Verdict check(Clock::time_point now = Clock::now());
+
+ private:
+  struct Watched {
+    const Source* source;
+    std::uint64_t beat = 0;
+    Clock::time_point changed;
+  };
+  const Metrics& metrics_;
+  Buffer& buffer_;
+  std::vector<Watched> sources_;
+  std::chrono::milliseconds window_;
+};
+
+}  // namespace vane
