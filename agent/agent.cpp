@@ -5,7 +5,9 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <set>
 
 #include "buffer/sqlite_buffer.h"
 #include "config.h"
@@ -37,18 +39,137 @@ std::string human_bytes(std::uint64_t b) {
 }
 
 // Compiles every schema the config names; errors name the schema file.
-bool compile_schemas(const Config& cfg, std::map<std::string, std::unique_ptr<CompiledSchema>>& out) {
+bool compile_schemas(const Config& cfg, std::map<std::string, std::unique_ptr<CompiledSchema>>& out,
+                     const std::function<void(const std::string&)>& report = [](const std::string& m) {
+                       std::fprintf(stderr, "%s\n", m.c_str());
+                     }) {
   bool ok = true;
   for (const auto& [name, path] : cfg.schemas) {
     auto s = CompiledSchema::load(name, path);
     if (!s) {
-      std::fprintf(stderr, "%s\n", s.status().message().c_str());
+      report(s.status().message());
       ok = false;
       continue;
     }
     out[name] = std::move(s.value());
   }
   return ok;
+}
+
+// What a reload cannot change while running: the settings the buffer, the
+// uplink and the identity were built from.
+std::vector<std::string> restart_only_changes(const Config& a, const Config& b) {
+  std::vector<std::string> changed;
+  if (a.gateway_id != b.gateway_id) changed.push_back("gateway.id");
+  if (a.buffer.path != b.buffer.path || a.buffer.max_bytes != b.buffer.max_bytes ||
+      a.buffer.overflow != b.buffer.overflow || a.buffer.sync != b.buffer.sync || a.buffer.replay != b.buffer.replay)
+    changed.push_back("buffer");
+  const KafkaConfig &k = a.kafka, &l = b.kafka;
+  if (k.brokers != l.brokers || k.topic != l.topic || k.dead_letter_topic != l.dead_letter_topic ||
+      k.properties != l.properties || k.max_in_flight != l.max_in_flight ||
+      k.shutdown_timeout_ms != l.shutdown_timeout_ms || k.exactly_once != l.exactly_once ||
+      k.checkpoint_topic != l.checkpoint_topic)
+    changed.push_back("kafka");
+  if (a.http.listen != b.http.listen) changed.push_back("http");
+  return changed;
+}
+
+bool same_source(const SourceConfig& a, const SourceConfig& b) {
+  return a.type == b.type && a.raw == b.raw && a.schema == b.schema && a.device_field == b.device_field;
+}
+
+// What SIGHUP may change while running: the sources and the schemas.
+struct LiveSet {
+  Config config;  // as last applied
+  std::map<std::string, std::unique_ptr<CompiledSchema>> schemas;
+  std::vector<std::unique_ptr<Origin>> origins;  // never freed: queued readings point at them
+  std::vector<std::unique_ptr<Source>> sources;
+};
+
+// Re-reads the config and applies what changed in sources and schemas. A
+// config that does not load, a schema that does not compile or a source that
+// cannot be built refuses the whole reload: vane goes on as it was.
+void reload(const std::string& path, LiveSet& live, Pipeline& pipeline, Metrics& metrics) {
+  VANE_LOG_INFO("SIGHUP: reloading %s", path.c_str());
+  auto refuse = [](const std::string& why) {
+    VANE_LOG_ERROR("SIGHUP: %s", why.c_str());
+    VANE_LOG_ERROR("SIGHUP: config refused; vane goes on with the running config");
+  };
+  ConfigLoad next = load_config(path);
+  if (!next.ok()) {
+    for (const ConfigIssue& e : next.errors) VANE_LOG_ERROR("SIGHUP: %s", e.to_string().c_str());
+    refuse(std::to_string(next.errors.size()) + " errors in the config");
+    return;
+  }
+  std::map<std::string, std::unique_ptr<CompiledSchema>> schemas;
+  std::string schema_errors;
+  if (!compile_schemas(next.config, schemas, [&](const std::string& m) { schema_errors += m + "; "; })) {
+    refuse(schema_errors);
+    return;
+  }
+  for (const std::string& what : restart_only_changes(live.config, next.config))
+    VANE_LOG_WARN("SIGHUP: changes to %s take effect at the next restart; not applied now", what.c_str());
+
+  // Build (not start) every source that is new or changed.
+  std::map<std::string, const SourceConfig*> old_by_name;
+  for (const auto& sc : live.config.sources) old_by_name[sc.name] = &sc;
+  std::vector<std::unique_ptr<Origin>> new_origins;
+  std::vector<std::pair<std::string, std::unique_ptr<Source>>> fresh;  // name -> source to start
+  std::set<std::string> keep, names;
+  for (const auto& sc : next.config.sources) {
+    names.insert(sc.name);
+    auto it = old_by_name.find(sc.name);
+    if (it != old_by_name.end() && same_source(*it->second, sc)) {
+      keep.insert(sc.name);
+      continue;
+    }
+    auto o = std::make_unique<Origin>();
+    o->source = sc.name;
+    o->schema = sc.schema;
+    o->device_field = sc.device_field;
+    auto src = make_source(sc, o.get());
+    if (!src) {
+      refuse("source " + sc.name + ": " + src.status().message());
+      return;
+    }
+    fresh.emplace_back(sc.name, std::move(src.value()));
+    new_origins.push_back(std::move(o));
+  }
+
+  // The writer takes the new schemas and counters between two batches.
+  std::map<std::string, const CompiledSchema*> ptrs;
+  for (const auto& [name, sch] : schemas) ptrs[name] = sch.get();
+  pipeline.reconfigure(std::move(ptrs), [&] {
+    for (const auto& [name, src] : fresh)
+      if (!metrics.sources.count(name)) metrics.sources[name] = std::make_unique<SourceCounters>();
+  });
+  live.schemas = std::move(schemas);  // the old ones are no longer used by the writer
+
+  // Stop what is gone or changed, start what is new or changed.
+  std::size_t removed = 0, changed = 0, added = 0;
+  std::vector<std::unique_ptr<Source>> running;
+  for (auto& src : live.sources) {
+    if (keep.count(src->name())) {
+      running.push_back(std::move(src));
+      continue;
+    }
+    src->stop();
+    if (names.count(src->name())) ++changed;
+    else ++removed;
+  }
+  for (auto& [name, src] : fresh) {
+    if (Status s = src->start(pipeline); !s) {
+      VANE_LOG_ERROR("SIGHUP: source %s does not start: %s", name.c_str(), s.message().c_str());
+      continue;
+    }
+    if (!old_by_name.count(name)) ++added;
+    running.push_back(std::move(src));
+  }
+  live.sources = std::move(running);
+  for (auto& o : new_origins) live.origins.push_back(std::move(o));
+  live.config = std::move(next.config);
+  VANE_LOG_INFO("SIGHUP: applied: %zu sources running (%zu added, %zu changed, %zu removed), %zu schemas",
+                live.sources.size(), added, changed, removed, live.schemas.size());
 }
 
 // Rates for the status line and systemd STATUS=, from counter deltas.
@@ -126,8 +247,9 @@ int run_agent(const std::string& path) {
   if (!load.ok()) return 2;
   const Config& cfg = load.config;
 
-  std::map<std::string, std::unique_ptr<CompiledSchema>> schemas;
-  if (!compile_schemas(cfg, schemas)) return 2;
+  LiveSet live;
+  live.config = cfg;
+  if (!compile_schemas(cfg, live.schemas)) return 2;
 
   // Signals are taken synchronously by the main thread; block them before any
   // thread starts so none of them is interrupted.
@@ -135,6 +257,7 @@ int run_agent(const std::string& path) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -181,14 +304,13 @@ int run_agent(const std::string& path) {
                   bootstrap.c_str());
   }
 
-  std::vector<std::unique_ptr<Origin>> origins;
   for (const auto& s : cfg.sources) {
     metrics.sources[s.name] = std::make_unique<SourceCounters>();
     auto o = std::make_unique<Origin>();
     o->source = s.name;
     o->schema = s.schema;
     o->device_field = s.device_field;
-    origins.push_back(std::move(o));
+    live.origins.push_back(std::move(o));
   }
 
   ForwarderOptions fopts;
@@ -202,14 +324,14 @@ int run_agent(const std::string& path) {
   }
 
   std::map<std::string, const CompiledSchema*> schema_ptrs;
-  for (const auto& [name, s] : schemas) schema_ptrs[name] = s.get();
+  for (const auto& [name, s] : live.schemas) schema_ptrs[name] = s.get();
   Pipeline pipeline(*buffer, schema_ptrs, metrics, PipelineOptions{}, [&] { forwarder.notify(); });
   pipeline.start();
 
-  std::vector<std::unique_ptr<Source>> sources;
+  auto& sources = live.sources;
   int rc = 0;
   for (std::size_t i = 0; i < cfg.sources.size(); ++i) {
-    auto src = make_source(cfg.sources[i], origins[i].get());
+    auto src = make_source(cfg.sources[i], live.origins[i].get());
     if (!src) {
       std::fprintf(stderr, "%s: %s\n", cfg.file.c_str(), src.status().message().c_str());
       rc = 2;
@@ -234,9 +356,13 @@ int run_agent(const std::string& path) {
     // progress (progress.h): a hung pipeline gets restarted by systemd, an
     // outage the buffer absorbs does not.
     const auto wd = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_timeout());
-    std::vector<const Source*> watched;
-    for (const auto& src : sources) watched.push_back(src.get());
-    ProgressWatch progress(metrics, *buffer, watched, wd.count() > 0 ? wd : std::chrono::milliseconds(30000));
+    auto watch = [&] {
+      std::vector<const Source*> watched;
+      for (const auto& src : sources) watched.push_back(src.get());
+      return std::make_unique<ProgressWatch>(metrics, *buffer, watched,
+                                             wd.count() > 0 ? wd : std::chrono::milliseconds(30000));
+    };
+    std::unique_ptr<ProgressWatch> progress = watch();
     const auto tick = wd.count() > 0 ? std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000), wd / 2)
                                      : std::chrono::milliseconds(1000);
     bool stalled = false;
@@ -247,8 +373,14 @@ int run_agent(const std::string& path) {
         VANE_LOG_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
       }
+      if (sig == SIGHUP) {
+        notify_reloading();
+        reload(path, live, pipeline, metrics);
+        progress = watch();
+        notify_ready();
+      }
       if (wd.count() > 0) {
-        const ProgressWatch::Verdict v = progress.check();
+        const ProgressWatch::Verdict v = progress->check();
         if (v.ok) notify_watchdog();
         if (!v.ok && !stalled) VANE_LOG_ERROR("no progress: %s (watchdog pings withheld)", v.why.c_str());
         if (v.ok && stalled) VANE_LOG_NOTICE("progress again: watchdog pings resume");

@@ -33,6 +33,7 @@ void notify_ready() { send_notify("READY=1"); }
 void notify_stopping() { send_notify("STOPPING=1"); }
 void notify_status(const std::string& status) { send_notify("STATUS=" + status); }
 void notify_watchdog() { send_notify("WATCHDOG=1"); }
+void notify_reloading() { send_notify("RELOADING=1"); }
 
 std::chrono::microseconds watchdog_timeout() {
   const char* usec = std::getenv("WATCHDOG_USEC");

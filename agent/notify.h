@@ -14,6 +14,7 @@ void notify_ready();
 void notify_stopping();
 void notify_status(const std::string& status);
 void notify_watchdog();
+void notify_reloading();
 // The watchdog timeout systemd expects pings within ($WATCHDOG_USEC, for
 // this process per $WATCHDOG_PID when set); 0 when there is no watchdog.
 std::chrono::microseconds watchdog_timeout();

@@ -32,6 +32,31 @@ void Pipeline::stop() {
   if (writer_.joinable()) writer_.join();
 }
 
+void Pipeline::reconfigure(std::map<std::string, const CompiledSchema*> schemas, std::function<void()> change) {
+  Reconfig r{std::move(schemas), std::move(change)};
+  std::unique_lock<std::mutex> lock(mu_);
+  reconfig_ = &r;
+  not_empty_.notify_all();
+  reconfigured_.wait(lock, [&] { return r.done || !writer_.joinable(); });
+  if (!r.done) {  // no writer running: apply here
+    schemas_ = std::move(r.schemas);
+    if (r.change) r.change();
+    origin_cache_.clear();
+    reconfig_ = nullptr;
+  }
+}
+
+void Pipeline::apply_reconfigure() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!reconfig_) return;
+  schemas_ = std::move(reconfig_->schemas);
+  if (reconfig_->change) reconfig_->change();
+  origin_cache_.clear();
+  reconfig_->done = true;
+  reconfig_ = nullptr;
+  reconfigured_.notify_all();
+}
+
 bool Pipeline::submit(Reading&& r) {
   std::unique_lock<std::mutex> lock(mu_);
   if (queue_.size() >= opts_.queue_capacity) {
@@ -59,10 +84,11 @@ void Pipeline::run() {
     bool stopping;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      not_empty_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      not_empty_.wait(lock, [&] { return stopping_ || !queue_.empty() || reconfig_; });
       stopping = stopping_;
       batch.swap(queue_);
     }
+    apply_reconfigure();
     not_full_.notify_all();
     if (batch.empty()) {
       if (stopping) break;
@@ -125,11 +151,7 @@ void Pipeline::log_rejection(const Reading& r, const std::string& why) {
 }
 
 bool Pipeline::commit(std::span<Reading> in) {
-  struct OriginInfo {
-    SourceCounters* counters;
-    const CompiledSchema* schema;
-  };
-  static thread_local std::unordered_map<const Origin*, OriginInfo> cache;
+  auto& cache = origin_cache_;
   records_.resize(in.size());
   rule_masks_.assign(in.size(), 0);
   std::size_t accepted = 0, rejected = 0;

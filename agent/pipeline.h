@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "buffer/buffer.h"
@@ -46,7 +47,18 @@ class Pipeline final : public ReadingSink {
 
   bool submit(Reading&& r) override;
 
+  // Live reconfiguration (SIGHUP): between two batches, on the writer thread,
+  // swaps in `schemas` and runs `change` (which may add per-source counters
+  // to the metrics); returns once done. Readings already queued are checked
+  // against the new schemas by name.
+  void reconfigure(std::map<std::string, const CompiledSchema*> schemas, std::function<void()> change);
+
  private:
+  struct OriginInfo {
+    SourceCounters* counters;
+    const CompiledSchema* schema;
+  };
+  void apply_reconfigure();
   void run();
   // Checks and serialises `in`, commits it in one transaction; false on
   // failure (nothing committed, the caller retries).
@@ -62,9 +74,18 @@ class Pipeline final : public ReadingSink {
   std::condition_variable not_empty_, not_full_, retry_cv_;
   std::vector<Reading> queue_;  // guarded by mu_
   bool stopping_ = false;       // guarded by mu_
+  // A reconfiguration waiting for the writer, guarded by mu_.
+  struct Reconfig {
+    std::map<std::string, const CompiledSchema*> schemas;
+    std::function<void()> change;
+    bool done = false;
+  };
+  Reconfig* reconfig_ = nullptr;
+  std::condition_variable reconfigured_;
   std::thread writer_;
 
   // Writer-thread state.
+  std::unordered_map<const Origin*, OriginInfo> origin_cache_;
   std::vector<Record> records_;
   std::vector<SchemaViolation> violations_;
   std::vector<std::uint32_t> rule_masks_;  // per record: bit i = schema_rules()[i] violated

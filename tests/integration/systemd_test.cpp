@@ -181,5 +181,69 @@ TEST(SystemdNotify, ReadyStatusWatchdogOnlyWhileProgressingAndStopping) {
   EXPECT_NE(log.find("progress again"), std::string::npos) << log;
 }
 
+// SIGHUP with a changed config: a new source starts and its readings land;
+// with a broken config: refused and logged, the running sources go on.
+TEST(SystemdReload, SighupAppliesANewSourceAndRefusesABrokenConfig) {
+  TempDir dir("vane-reload-");
+  MockKafka kafka;
+  const std::string bootstrap = kafka.start(1, {"telemetry:3", "telemetry.dlq:1"}, dir.file("kafka-mock.stderr"));
+  ASSERT_FALSE(bootstrap.empty()) << kafka.last_error();
+  const std::string buffer = dir.file("buffer.db"), config = dir.file("vane.jsonc");
+  const std::string one = sim_config(buffer, bootstrap, "\"rate\": 100");
+  write_file(config, one);
+  ChildProcess vane({vane_bin(), "run", "-c", config}, dir.file("vane.stderr"));
+  KafkaReader reader(bootstrap);
+  auto from = [](const std::vector<ConsumedMessage>& msgs, const std::string& source) {
+    std::size_t n = 0;
+    for (const auto& m : msgs) {
+      auto it = m.headers.find("vane-source");
+      n += it != m.headers.end() && it->second == source;
+    }
+    return n;
+  };
+  std::vector<ConsumedMessage> msgs;
+  ASSERT_TRUE(wait_until([&] {
+    msgs = reader.read_until({"telemetry"}, 100000, SteadyClock::now() + 200ms);
+    return from(msgs, "sim") >= 50;
+  }, 20s)) << vane.captured_stderr();
+
+  // A second source, added to the same file.
+  const std::string two = replace_all(
+      one, "\"rate\": 100 } ]",
+      "\"rate\": 100 },\n    { \"name\": \"sim2\", \"type\": \"simulator\", \"devices\": 2, \"rate\": 50 } ]");
+  ASSERT_NE(two, one);
+  write_file(config, two);
+  vane.send_signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] {
+    msgs = reader.read_until({"telemetry"}, 100000, SteadyClock::now() + 200ms);
+    return from(msgs, "sim2") >= 20;
+  }, 20s)) << vane.captured_stderr();
+  EXPECT_NE(vane.captured_stderr().find("SIGHUP: applied: 2 sources running (1 added, 0 changed, 0 removed)"),
+            std::string::npos)
+      << vane.captured_stderr();
+
+  // A broken config: refused, logged, and both sources go on.
+  write_file(config, two.substr(0, two.size() / 2));
+  vane.send_signal(SIGHUP);
+  ASSERT_TRUE(wait_until([&] { return vane.captured_stderr().find("config refused") != std::string::npos; }, 10s))
+      << vane.captured_stderr();
+  const std::size_t sim_before = from(msgs, "sim"), sim2_before = from(msgs, "sim2");
+  ASSERT_TRUE(wait_until([&] {
+    msgs = reader.read_until({"telemetry"}, 100000, SteadyClock::now() + 200ms);
+    return from(msgs, "sim") >= sim_before + 50 && from(msgs, "sim2") >= sim2_before + 25;
+  }, 20s)) << vane.captured_stderr();
+  ASSERT_TRUE(vane.running());
+
+  vane.send_signal(SIGTERM);
+  const auto rc = vane.wait_exit(SteadyClock::now() + 30s);
+  ASSERT_TRUE(rc.has_value());
+  EXPECT_EQ(*rc, 0) << vane.captured_stderr();
+  // Every reading of both sources landed once.
+  msgs = reader.read_until({"telemetry"}, 100000, SteadyClock::now() + 500ms);
+  const SeqCheck c = check_seqs(msgs);
+  EXPECT_EQ(c.missing, 0u);
+  EXPECT_EQ(c.duplicates, 0u);
+}
+
 }  // namespace
 }  // namespace vane::test
