@@ -61,17 +61,18 @@ bool compile_schemas(const Config& cfg, std::map<std::string, std::unique_ptr<Co
 std::vector<std::string> restart_only_changes(const Config& a, const Config& b) {
   std::vector<std::string> changed;
   if (a.gateway_id != b.gateway_id) changed.push_back("gateway.id");
-  if (a.buffer.path != b.buffer.path || a.buffer.max_bytes != b.buffer.max_bytes ||
-      a.buffer.overflow != b.buffer.overflow || a.buffer.sync != b.buffer.sync || a.buffer.replay != b.buffer.replay)
-    changed.push_back("buffer");
-  const KafkaConfig &k = a.kafka, &l = b.kafka;
-  if (k.brokers != l.brokers || k.topic != l.topic || k.dead_letter_topic != l.dead_letter_topic ||
-      k.properties != l.properties || k.max_in_flight != l.max_in_flight ||
-      k.shutdown_timeout_ms != l.shutdown_timeout_ms || k.exactly_once != l.exactly_once ||
-      k.checkpoint_topic != l.checkpoint_topic)
-    changed.push_back("kafka");
-  if (a.http.listen != b.http.listen) changed.push_back("http");
+  if (a.buffer != b.buffer) changed.push_back("buffer");
+  if (a.kafka != b.kafka) changed.push_back("kafka");
+  if (a.http != b.http) changed.push_back("http");
   return changed;
+}
+
+std::unique_ptr<Origin> make_origin(const SourceConfig& sc) {
+  auto o = std::make_unique<Origin>();
+  o->source = sc.name;
+  o->schema = sc.schema;
+  o->device_field = sc.device_field;
+  return o;
 }
 
 bool same_source(const SourceConfig& a, const SourceConfig& b) {
@@ -123,10 +124,7 @@ void reload(const std::string& path, LiveSet& live, Pipeline& pipeline, Metrics&
       keep.insert(sc.name);
       continue;
     }
-    auto o = std::make_unique<Origin>();
-    o->source = sc.name;
-    o->schema = sc.schema;
-    o->device_field = sc.device_field;
+    auto o = make_origin(sc);
     auto src = make_source(sc, o.get());
     if (!src) {
       refuse("source " + sc.name + ": " + src.status().message());
@@ -306,11 +304,7 @@ int run_agent(const std::string& path) {
 
   for (const auto& s : cfg.sources) {
     metrics.sources[s.name] = std::make_unique<SourceCounters>();
-    auto o = std::make_unique<Origin>();
-    o->source = s.name;
-    o->schema = s.schema;
-    o->device_field = s.device_field;
-    live.origins.push_back(std::move(o));
+    live.origins.push_back(make_origin(s));
   }
 
   ForwarderOptions fopts;

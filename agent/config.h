@@ -45,6 +45,7 @@ struct KafkaConfig {
   int shutdown_timeout_ms = 5000;      // bound on waiting for in-flight deliveries at stop
   bool exactly_once = false;           // transactional producer + checkpoint topic
   std::string checkpoint_topic = "vane.checkpoints";
+  bool operator==(const KafkaConfig&) const = default;
 };
 
 struct BufferConfig {
@@ -53,10 +54,12 @@ struct BufferConfig {
   Overflow overflow = Overflow::kDropOldest;
   SyncLevel sync = SyncLevel::kNormal;
   Replay replay = Replay::kFifo;
+  bool operator==(const BufferConfig&) const = default;
 };
 
 struct HttpConfig {
   std::string listen = "127.0.0.1:9464";  // empty: disabled
+  bool operator==(const HttpConfig&) const = default;
 };
 
 struct Config {

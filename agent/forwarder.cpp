@@ -308,9 +308,7 @@ void Forwarder::run_transactional() {
     deliveries.clear();
     if (tx == Uplink::TxResult::kCommitted) {
       checkpoint = std::max(checkpoint, high);
-      seqs.clear();
-      for (const auto& r : batch) seqs.push_back(r.seq);
-      acks_.insert(acks_.end(), seqs.begin(), seqs.end());
+      for (const auto& r : batch) acks_.push_back(r.seq);
       flush_acks();  // a failed delete is retried; the checkpoint keeps the rows from being resent
       metrics_.uplink.store(static_cast<int>(UplinkState::kUp), std::memory_order_relaxed);
       continue;

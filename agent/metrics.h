@@ -45,7 +45,7 @@ struct Metrics {
   Counter delivered{0};            // acknowledged by Kafka and deleted
   Counter delivery_errors{0};      // failed delivery attempts (rows stay buffered)
   Counter last_progress_ns{0};     // steady-clock ns of the last commit or ack
-  Counter submitted{0};            // readings queued for the writer (readings_in counts them once committed)
+  Counter taken{0};                // readings the writer took from its queue (readings_in counts them once committed)
   Counter last_commit_ns{0};       // steady-clock ns of the last successful buffer commit
   Counter last_delivery_ns{0};     // steady-clock ns of the last acknowledged delivery
   std::atomic<int> uplink{static_cast<int>(UplinkState::kConnecting)};

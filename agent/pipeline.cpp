@@ -36,18 +36,15 @@ void Pipeline::reconfigure(std::map<std::string, const CompiledSchema*> schemas,
   Reconfig r{std::move(schemas), std::move(change)};
   std::unique_lock<std::mutex> lock(mu_);
   reconfig_ = &r;
-  not_empty_.notify_all();
-  reconfigured_.wait(lock, [&] { return r.done || !writer_.joinable(); });
-  if (!r.done) {  // no writer running: apply here
-    schemas_ = std::move(r.schemas);
-    if (r.change) r.change();
-    origin_cache_.clear();
-    reconfig_ = nullptr;
+  if (!writer_.joinable()) {
+    apply_reconfigure_locked();  // no writer running: apply here
+    return;
   }
+  not_empty_.notify_all();
+  reconfigured_.wait(lock, [&] { return r.done; });
 }
 
-void Pipeline::apply_reconfigure() {
-  std::lock_guard<std::mutex> lock(mu_);
+void Pipeline::apply_reconfigure_locked() {
   if (!reconfig_) return;
   schemas_ = std::move(reconfig_->schemas);
   if (reconfig_->change) reconfig_->change();
@@ -71,7 +68,6 @@ bool Pipeline::submit(Reading&& r) {
   if (stopping_) return false;
   const bool was_empty = queue_.empty();
   queue_.push_back(std::move(r));
-  metrics_.submitted.fetch_add(1, std::memory_order_relaxed);
   lock.unlock();
   if (was_empty) not_empty_.notify_one();
   return true;
@@ -87,8 +83,9 @@ void Pipeline::run() {
       not_empty_.wait(lock, [&] { return stopping_ || !queue_.empty() || reconfig_; });
       stopping = stopping_;
       batch.swap(queue_);
+      apply_reconfigure_locked();
     }
-    apply_reconfigure();
+    metrics_.taken.fetch_add(batch.size(), std::memory_order_relaxed);
     not_full_.notify_all();
     if (batch.empty()) {
       if (stopping) break;

@@ -58,7 +58,8 @@ class Pipeline final : public ReadingSink {
     SourceCounters* counters;
     const CompiledSchema* schema;
   };
-  void apply_reconfigure();
+  // Applies a waiting reconfigure(); mu_ held.
+  void apply_reconfigure_locked();
   void run();
   // Checks and serialises `in`, commits it in one transaction; false on
   // failure (nothing committed, the caller retries).

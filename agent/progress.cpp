@@ -42,11 +42,11 @@ ProgressWatch::Verdict ProgressWatch::check(Clock::time_point now) {
     const auto limit = std::max<Clock::duration>(window_, 3 * gap);
     if (now - w.changed > limit) fail("source " + w.source->name() + " has not gone round its loop for " + seconds(now - w.changed));
   }
-  const std::uint64_t submitted = metrics_.submitted.load(std::memory_order_relaxed);
+  const std::uint64_t taken = metrics_.taken.load(std::memory_order_relaxed);
   const std::uint64_t committed = metrics_.readings_in.load(std::memory_order_relaxed);
   const auto last_commit = at_ns(metrics_.last_commit_ns.load(std::memory_order_relaxed));
-  if (submitted > committed && now - last_commit > window_)
-    fail(std::to_string(submitted - committed) + " readings wait and nothing was committed for " +
+  if (taken > committed && now - last_commit > window_)
+    fail(std::to_string(taken - committed) + " readings wait and nothing was committed for " +
          seconds(now - last_commit));
   if (static_cast<UplinkState>(metrics_.uplink.load(std::memory_order_relaxed)) == UplinkState::kUp) {
     const auto last_delivery = at_ns(metrics_.last_delivery_ns.load(std::memory_order_relaxed));

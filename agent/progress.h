@@ -5,8 +5,9 @@
 //  * every source that is expected to produce (expected_gap() > 0, not
 //    finished) has gone round its loop (heartbeat advanced) within
 //    max(window, 3 x its gap) — a dead Modbus slave still counts as a poll;
-//  * readings handed to the pipeline and not yet committed were committed
-//    within window — a hung disk or a locked buffer is not progress;
+//  * readings the pipeline's writer took and has not committed yet were
+//    committed within window — a hung disk or a locked buffer is not
+//    progress;
 //  * buffered rows went out within window while the uplink says it is up —
 //    an uplink that is down or connecting is an outage the buffer absorbs,
 //    not a hang.

@@ -11,7 +11,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <limits>
 #include <utility>
 
 #include "buffer/buffer_sql.h"
@@ -101,7 +100,7 @@ Result<std::unique_ptr<SqliteBuffer>> SqliteBuffer::open(const SqliteBufferOptio
   }
   b->cap_ = opts.max_bytes;
   b->take_reserve();
-  b->rows_published_.store(b->rows_, std::memory_order_relaxed);
+  const PublishRows publish{*b};
   return b;
 }
 
@@ -115,12 +114,10 @@ void SqliteBuffer::take_reserve() {
   if (!reserve_held_) ::unlink(path.c_str());
 }
 
-void SqliteBuffer::relieve_full() {
-  if (reserve_held_) {
-    ::unlink((opts_.path + ".reserve").c_str());
-    reserve_held_ = false;
-  }
-  (void)exec(sql::kCheckpointRestart);
+void SqliteBuffer::release_reserve() {
+  if (!reserve_held_) return;
+  ::unlink((opts_.path + ".reserve").c_str());
+  reserve_held_ = false;
 }
 
 Status SqliteBuffer::lock() {
@@ -380,11 +377,9 @@ bool SqliteBuffer::droppable(std::uint64_t seq) const {
   return seq > claimed_hwm_ && !in_flight_.contains(seq) && !released_.contains(seq);
 }
 
-Result<std::size_t> SqliteBuffer::delete_oldest(std::size_t max_rows, std::uint64_t need) {
+Result<std::size_t> SqliteBuffer::delete_oldest(std::uint64_t need) {
   std::size_t dropped = 0;
-  auto done = [&](std::uint64_t freed) {
-    return dropped >= max_rows || (need != kNoNeed && bytes_ - std::min(bytes_, freed) + need <= cap_);
-  };
+  auto done = [&](std::uint64_t freed) { return bytes_ - std::min(bytes_, freed) + need <= cap_; };
   std::uint64_t after = claimed_hwm_;
   while (!done(0)) {
     sqlite3_stmt* s = oldest_after_.get();
@@ -396,7 +391,7 @@ Result<std::size_t> SqliteBuffer::delete_oldest(std::size_t max_rows, std::uint6
     int rc, seen = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       ++seen;
-      if (done(freed) || dropped + victims.size() >= max_rows) break;
+      if (done(freed)) break;
       const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
       after = seq;
       if (!droppable(seq)) continue;  // with the uplink (live-first claims)
@@ -418,13 +413,12 @@ Result<std::size_t> SqliteBuffer::delete_oldest(std::size_t max_rows, std::uint6
   return dropped;
 }
 
-Result<std::size_t> SqliteBuffer::drop_oldest_rows(std::size_t n) {
-  // Down to the cap, at most n rows.
+Result<std::size_t> SqliteBuffer::drop_to_cap() {
   const std::uint64_t saved_rows = rows_, saved_bytes = bytes_;
   int rc = sqlite3_step(begin_.get());
   sqlite3_reset(begin_.get());
   if (rc != SQLITE_DONE) return error("begin", rc);
-  auto dropped = delete_oldest(n, 0);
+  auto dropped = delete_oldest(0);
   if (dropped) {
     rc = sqlite3_step(commit_.get());
     sqlite3_reset(commit_.get());
@@ -440,10 +434,7 @@ Result<std::size_t> SqliteBuffer::drop_oldest_rows(std::size_t n) {
 
 Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   std::lock_guard<std::mutex> lock(mu_);
-  struct Publish {
-    SqliteBuffer* b;
-    ~Publish() { b->rows_published_.store(b->rows_, std::memory_order_relaxed); }
-  } publish{this};
+  const PublishRows publish{*this};
   auto res = append_locked(records);
   if (res || res.status().code() != Status::Code::kFull) {
     if (res && cap_ < opts_.max_bytes) maybe_lift_cap();
@@ -455,20 +446,19 @@ Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
   // from now on keep the rows under 90 % of what fitted, so new rows reuse
   // the pages old ones leave and neither file has to grow. The overflow
   // policy decides which rows make way, as for the cap.
-  relieve_full();
+  release_reserve();
   // Never below 1 MiB (the smallest max_bytes): a full disk with few rows
   // buffered is the WAL's or another file's doing, not the rows'.
   cap_ = std::min(cap_, std::max<std::uint64_t>(bytes_ - bytes_ / 10, kMinLearnedCap));
   std::size_t dropped_oldest = 0;
   if (opts_.overflow == Overflow::kDropOldest) {
-    auto dropped = drop_oldest_rows(std::numeric_limits<std::size_t>::max());
-    if (dropped) {
+    if (auto dropped = drop_to_cap()) {
       dropped_oldest = *dropped;
       dropped_oldest_total_ += dropped_oldest;
       dropped_disk_full_total_ += dropped_oldest;
     }
-    (void)exec(sql::kCheckpointRestart);
   }
+  (void)exec(sql::kCheckpointRestart);
   res = append_locked(records);
   if (res) {
     res->dropped_oldest += dropped_oldest;
@@ -536,7 +526,7 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   incoming = std::min(incoming, cap_);
   std::size_t cap_dropped = 0;
   if (bytes_ + incoming > cap_ && opts_.overflow == Overflow::kDropOldest) {
-    auto dropped = delete_oldest(std::numeric_limits<std::size_t>::max(), incoming);
+    auto dropped = delete_oldest(incoming);
     if (!dropped) return fail(dropped.status());
     cap_dropped = *dropped;
   }
@@ -667,12 +657,13 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
   std::lock_guard<std::mutex> lock(mu_);
   if (seqs.empty()) return Status::ok();
+  const PublishRows publish{*this};
   Status s = ack_locked(seqs);
   if (s.code() == Status::Code::kFull) {
-    relieve_full();
+    release_reserve();
+    (void)exec(sql::kCheckpointRestart);
     s = ack_locked(seqs);
   }
-  rows_published_.store(rows_, std::memory_order_relaxed);
   return s;
 }
 

@@ -80,17 +80,21 @@ class SqliteBuffer final : public Buffer {
   void salvage(const std::string& from);
   Result<AppendResult> append_locked(std::span<Record> records);
   Status ack_locked(std::span<const std::uint64_t> seqs);
-  // Deletes oldest droppable rows in one transaction until the rows fit
-  // under cap_, at most `n`.
-  Result<std::size_t> drop_oldest_rows(std::size_t n);
+  // Deletes oldest droppable rows, in a transaction of its own, until the
+  // rows fit under cap_.
+  Result<std::size_t> drop_to_cap();
   void maybe_lift_cap();
   bool droppable(std::uint64_t seq) const;
   // PATH.reserve (sql::kReserveBytes): taken while the filesystem has room,
   // given back when it is full so rows can still be deleted.
   void take_reserve();
-  // A write failed with SQLITE_FULL: gives the reserve back (once) and
-  // checkpoints so the WAL is reused from its start.
-  void relieve_full();
+  // A write failed with SQLITE_FULL: gives the reserve back (once).
+  void release_reserve();
+  // Publishes rows_ for rows_now() when a public operation ends.
+  struct PublishRows {
+    SqliteBuffer& b;
+    ~PublishRows() { b.rows_published_.store(b.rows_, std::memory_order_relaxed); }
+  };
   // Claims up to max_rows rows after `after` in seq order, moving `hwm`.
   // live: the live side of Replay::kLiveFirst (remembers what it took);
   // else the backlog cursor (passes over what the live side took).
@@ -103,10 +107,9 @@ class SqliteBuffer final : public Buffer {
   // Returns the SQLite result code (SQLITE_DONE on success).
   int delete_row(std::uint64_t seq, std::uint64_t& size);
   // Deletes the oldest droppable rows, inside the caller's transaction, until
-  // `need` more bytes fit under max_bytes or `max_rows` were deleted; returns
+  // `need` more bytes fit under cap_ (or nothing droppable is left); returns
   // how many.
-  static constexpr std::uint64_t kNoNeed = ~std::uint64_t{0};
-  Result<std::size_t> delete_oldest(std::size_t max_rows, std::uint64_t need);
+  Result<std::size_t> delete_oldest(std::uint64_t need);
 
   SqliteBufferOptions opts_;
   int lock_fd_ = -1;  // flock'ed PATH.lock, held for the buffer's lifetime

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from bench_util import wait_until
+
 
 def line_from(proc, prefix, timeout=20):
     end = time.time() + timeout
@@ -62,12 +64,14 @@ def main():
                 json.dump(cfg, f)
             err = open(f"{d}/vane.stderr", "w+")
             vane = subprocess.Popen([f"{a.build}/agent/vane", "run", "-c", f"{d}/vane.jsonc"], stderr=err)
-            time.sleep(1.0)  # start-up is not what is measured
+            # Start-up is not what is measured: begin once vane polls.
+            if not wait_until(lambda: " running: " in open(f"{d}/vane.stderr").read(), 20):
+                raise RuntimeError("vane did not start")
             with open(f"/proc/{vane.pid}/stat") as f:
                 st = f.read().rsplit(")", 1)[1].split()
             cpu0 = (int(st[11]) + int(st[12])) / tick
             t0 = time.time()
-            time.sleep(a.seconds)
+            time.sleep(a.seconds)  # the measured window itself, not a wait for something
             with open(f"/proc/{vane.pid}/stat") as f:
                 st = f.read().rsplit(")", 1)[1].split()
             cpu1 = (int(st[11]) + int(st[12])) / tick

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from bench_util import wait_until
+
 
 def free_port():
     s = socket.socket()
@@ -66,23 +68,20 @@ def main():
                 json.dump(cfg, f)
             err = open(f"{d}/vane.stderr", "w+")
             vane = subprocess.Popen([f"{a.build}/agent/vane", "run", "-c", f"{d}/vane.jsonc"], stderr=err)
-            deadline = time.time() + 20
-            while "connected to" not in open(f"{d}/vane.stderr").read():
-                if time.time() > deadline:
-                    raise RuntimeError("vane did not connect")
-                time.sleep(0.05)
+            if not wait_until(lambda: "connected to" in open(f"{d}/vane.stderr").read(), 20):
+                raise RuntimeError("vane did not connect")
             c0, t0 = cpu_s(vane.pid), time.time()
             pub = subprocess.run([f"{a.build}/simulator/vane-sim", "mqtt", "--broker", f"tcp://127.0.0.1:{port}",
                                   "--sensors", str(a.sensors), "--rate", str(a.rate), "--count", str(a.messages)],
                                  capture_output=True, text=True, timeout=600)
             published = int(pub.stdout.split()[-1])
             t_pub = time.time() - t0
-            deadline = time.time() + 120
-            while True:
+            def drained():
+                nonlocal rows, committed
                 rows, committed = stats(a.build, f"{d}/buffer.db")
-                if (committed >= published and rows == 0) or time.time() > deadline:
-                    break
-                time.sleep(0.1)
+                return committed >= published and rows == 0
+            rows = committed = 0
+            wait_until(drained, 120)
             wall, cpu = time.time() - t0, cpu_s(vane.pid) - c0
             print(json.dumps({"published": published, "committed": committed, "lost": published - committed,
                               "left_in_buffer": rows, "publish_s": round(t_pub, 2), "end_to_end_s": round(wall, 2),

@@ -8,14 +8,6 @@
 #include "support/kafka_reader.h"
 
 namespace vane::test {
-namespace {
-
-int ms_until(Deadline deadline, int cap) {
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return static_cast<int>(std::clamp<long long>(left, 0, cap));
-}
-
-}  // namespace
 
 SeqCounter::SeqCounter(const std::string& bootstrap, std::vector<std::string> topics)
     : rk_(make_test_consumer(bootstrap, "counter")), topics_(std::move(topics)) {}
@@ -24,23 +16,9 @@ SeqCounter::~SeqCounter() { destroy_test_consumer(rk_); }
 
 bool SeqCounter::assign(Deadline deadline) {
   if (assigned_) return true;
-  for (const auto& topic : topics_) {
-    std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> rkt(
-        rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
-    const rd_kafka_metadata_t* raw = nullptr;
-    const rd_kafka_resp_err_t e =
-        rd_kafka_metadata(rk_.get(), 0, rkt.get(), &raw, std::max(ms_until(deadline, 2000), 1));
-    RdKafkaMetadataPtr md(raw);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || !md || md->topic_cnt != 1 ||
-        md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topics[0].partition_cnt == 0)
-      return false;
-    for (int i = 0; i < md->topics[0].partition_cnt; ++i)
-      next_offset_.emplace(std::make_pair(topic, md->topics[0].partitions[i].id), RD_KAFKA_OFFSET_BEGINNING);
-  }
-  RdKafkaPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offset_.size())));
-  for (const auto& [tp, off] : next_offset_)
-    rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = off;
-  if (rd_kafka_assign(rk_.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+  for (const auto& topic : topics_)
+    if (!add_partitions(rk_.get(), topic, deadline, next_offset_)) return false;
+  if (!assign_partitions(rk_.get(), next_offset_)) return false;
   assigned_ = true;
   return true;
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/kafka_reader.h"
 #include "support/rdkafka_ptr.h"
 
 namespace vane::test {
@@ -75,7 +76,7 @@ class SeqCounter {
   std::vector<std::string> topics_;
   bool assigned_ = false;
   // Next offset to read per (topic, partition).
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offset_;
+  OffsetMap next_offset_;
   std::vector<std::uint32_t> counts_;  // index: seq
   std::vector<std::uint64_t> hashes_;  // index: seq; hash of the first copy's key and value
   std::size_t distinct_ = 0, messages_ = 0, no_seq_ = 0, mismatched_ = 0;

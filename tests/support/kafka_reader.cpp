@@ -13,12 +13,32 @@ bool in(const std::vector<std::string>& topics, const std::string& t) {
   return std::find(topics.begin(), topics.end(), t) != topics.end();
 }
 
+}  // namespace
+
 int ms_until(Deadline deadline, int cap) {
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<long long>(left, 0, cap));
 }
 
-}  // namespace
+bool add_partitions(rd_kafka_t* rk, const std::string& topic, Deadline deadline, OffsetMap& next) {
+  std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr),
+                                                                     rd_kafka_topic_destroy);
+  const rd_kafka_metadata_t* raw = nullptr;
+  const rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt.get(), &raw, std::max(ms_until(deadline, 2000), 1));
+  RdKafkaMetadataPtr md(raw);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR || !md || md->topic_cnt != 1 ||
+      md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topics[0].partition_cnt == 0)
+    return false;
+  for (int i = 0; i < md->topics[0].partition_cnt; ++i)
+    next.emplace(std::make_pair(topic, md->topics[0].partitions[i].id), RD_KAFKA_OFFSET_BEGINNING);
+  return true;
+}
+
+bool assign_partitions(rd_kafka_t* rk, const OffsetMap& next) {
+  RdKafkaPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+  for (const auto& [tp, off] : next) rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = off;
+  return rd_kafka_assign(rk, list.get()) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
 
 RdKafkaPtr make_test_consumer(const std::string& bootstrap, const std::string& who) {
   RdKafkaConfPtr conf(rd_kafka_conf_new());
@@ -60,21 +80,10 @@ KafkaReader::~KafkaReader() { destroy_test_consumer(rk_); }
 bool KafkaReader::assign(const std::string& topic, Deadline deadline) {
   if (assigned_.count(topic)) return true;
   for (;;) {
-    std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> rkt(
-        rd_kafka_topic_new(rk_.get(), topic.c_str(), nullptr), rd_kafka_topic_destroy);
-    const rd_kafka_metadata_t* raw = nullptr;
-    const rd_kafka_resp_err_t e = rd_kafka_metadata(rk_.get(), 0, rkt.get(), &raw, std::max(ms_until(deadline, 2000), 1));
-    RdKafkaMetadataPtr md(raw);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md && md->topic_cnt == 1 &&
-        md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
-      for (int i = 0; i < md->topics[0].partition_cnt; ++i)
-        next_offset_.emplace(std::make_pair(topic, md->topics[0].partitions[i].id), RD_KAFKA_OFFSET_BEGINNING);
+    if (add_partitions(rk_.get(), topic, deadline, next_offset_)) {
       // assign() replaces the whole assignment: partitions already being read
       // resume after the last message seen, the new ones start at the beginning.
-      RdKafkaPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offset_.size())));
-      for (const auto& [tp, off] : next_offset_)
-        rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = off;
-      if (rd_kafka_assign(rk_.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return false;
+      if (!assign_partitions(rk_.get(), next_offset_)) return false;
       assigned_.insert(topic);
       return true;
     }

@@ -25,6 +25,17 @@ struct ConsumedMessage {
   std::map<std::string, std::string> headers;  // last value wins for repeated names
 };
 
+// Next offset to read per (topic, partition).
+using OffsetMap = std::map<std::pair<std::string, std::int32_t>, std::int64_t>;
+// Adds every partition of `topic` (from the cluster's metadata) to `next`,
+// at the beginning where it is not there yet. False when the metadata could
+// not be had (unknown topic, brokers down).
+bool add_partitions(rd_kafka_t* rk, const std::string& topic, Deadline deadline, OffsetMap& next);
+// Assigns every partition of `next` at its offset (replacing the assignment).
+bool assign_partitions(rd_kafka_t* rk, const OffsetMap& next);
+// Milliseconds until `deadline`, between 0 and `cap`.
+int ms_until(Deadline deadline, int cap);
+
 // A consumer without group membership: it assigns every partition of the
 // topics it is asked about (found via metadata), from the beginning, and
 // never subscribes or commits. What it read accumulates across calls, so a
@@ -60,7 +71,7 @@ class KafkaReader {
   RdKafkaPtr rk_;
   std::set<std::string> assigned_;
   // Next offset to read per (topic, partition); what a re-assignment resumes from.
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offset_;
+  OffsetMap next_offset_;
   std::vector<ConsumedMessage> seen_;
 };
 
