@@ -12,6 +12,8 @@
 #include "buffer/sqlite_buffer.h"
 #include "config.h"
 #include "forwarder.h"
+#include "http_server.h"
+#include "live_view.h"
 #include "kafka_uplink.h"
 #include "core/log.h"
 #include "metrics.h"
@@ -20,6 +22,7 @@
 #include "pipeline.h"
 #include "schema.h"
 #include "sources.h"
+#include "status_report.h"
 
 namespace vane {
 namespace {
@@ -90,7 +93,20 @@ struct LiveSet {
 // Re-reads the config and applies what changed in sources and schemas. A
 // config that does not load, a schema that does not compile or a source that
 // cannot be built refuses the whole reload: vane goes on as it was.
-void reload(const std::string& path, LiveSet& live, Pipeline& pipeline, Metrics& metrics) {
+// Publishes `sources` (those of `cfg`) to the HTTP threads.
+void publish_sources(AgentView& view, const std::vector<std::unique_ptr<Source>>& sources, const Config& cfg) {
+  std::vector<AgentView::SourceEntry> entries;
+  for (const auto& src : sources) {
+    std::string type;
+    for (const auto& sc : cfg.sources)
+      if (sc.name == src->name()) type = sc.type;
+    entries.push_back({type, src.get()});
+  }
+  std::lock_guard<std::mutex> lock(view.mu);
+  view.sources = std::move(entries);
+}
+
+void reload(const std::string& path, LiveSet& live, Pipeline& pipeline, Metrics& metrics, AgentView& view) {
   VANE_LOG_INFO("SIGHUP: reloading %s", path.c_str());
   auto refuse = [](const std::string& why) {
     VANE_LOG_ERROR("SIGHUP: %s", why.c_str());
@@ -138,19 +154,21 @@ void reload(const std::string& path, LiveSet& live, Pipeline& pipeline, Metrics&
   std::map<std::string, const CompiledSchema*> ptrs;
   for (const auto& [name, sch] : schemas) ptrs[name] = sch.get();
   pipeline.reconfigure(std::move(ptrs), [&] {
+    std::lock_guard<std::mutex> lock(metrics.sources_mu);
     for (const auto& [name, src] : fresh)
       if (!metrics.sources.count(name)) metrics.sources[name] = std::make_unique<SourceCounters>();
   });
   live.schemas = std::move(schemas);  // the old ones are no longer used by the writer
 
-  // Stop what is gone or changed, start what is new or changed.
+  // Stop what is gone or changed, start what is new or changed. The HTTP
+  // threads stop seeing a source before it stops.
   std::size_t removed = 0, changed = 0, added = 0;
   std::vector<std::unique_ptr<Source>> running;
+  for (auto& src : live.sources)
+    if (keep.count(src->name())) running.push_back(std::move(src));
+  publish_sources(view, running, live.config);
   for (auto& src : live.sources) {
-    if (keep.count(src->name())) {
-      running.push_back(std::move(src));
-      continue;
-    }
+    if (!src) continue;  // kept: moved to running
     src->stop();
     if (names.count(src->name())) ++changed;
     else ++removed;
@@ -166,6 +184,7 @@ void reload(const std::string& path, LiveSet& live, Pipeline& pipeline, Metrics&
   live.sources = std::move(running);
   for (auto& o : new_origins) live.origins.push_back(std::move(o));
   live.config = std::move(next.config);
+  publish_sources(view, live.sources, live.config);
   VANE_LOG_INFO("SIGHUP: applied: %zu sources running (%zu added, %zu changed, %zu removed), %zu schemas",
                 live.sources.size(), added, changed, removed, live.schemas.size());
 }
@@ -180,8 +199,7 @@ class StatusReporter {
     const double dt = std::max(1e-3, std::chrono::duration<double>(now - last_).count());
     const std::uint64_t in = m_.readings_in.load(), out = m_.delivered.load();
     const BufferStats st = b_.stats();
-    const std::uint64_t dropped = m_.dropped_oldest.load() + m_.dropped_newest.load() +
-                                  m_.dropped_ingest_timeout.load();
+    const std::uint64_t dropped = m_.dropped_total();
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "in %.0f/s, delivered %.0f/s, buffer %" PRIu64 " rows (%s), rejected %" PRIu64
@@ -302,6 +320,7 @@ int run_agent(const std::string& path) {
                   bootstrap.c_str());
   }
 
+  const auto started = std::chrono::steady_clock::now();
   for (const auto& s : cfg.sources) {
     metrics.sources[s.name] = std::make_unique<SourceCounters>();
     live.origins.push_back(make_origin(s));
@@ -320,7 +339,10 @@ int run_agent(const std::string& path) {
   std::map<std::string, const CompiledSchema*> schema_ptrs;
   for (const auto& [name, s] : live.schemas) schema_ptrs[name] = s.get();
   Pipeline pipeline(*buffer, schema_ptrs, metrics, PipelineOptions{}, [&] { forwarder.notify(); });
+  LiveView live_view;
+  pipeline.set_observer(&live_view);
   pipeline.start();
+  AgentView view;
 
   auto& sources = live.sources;
   int rc = 0;
@@ -339,6 +361,20 @@ int run_agent(const std::string& path) {
     sources.push_back(std::move(src.value()));
   }
 
+  std::unique_ptr<HttpServer> http;
+  if (rc == 0 && !cfg.http.listen.empty()) {
+    publish_sources(view, sources, cfg);
+    http = std::make_unique<HttpServer>(
+        HttpServerOptions{cfg.http.listen, cfg.http.basic_auth, cfg.http.bearer_token},
+        ReportContext{metrics, *buffer, view, cfg.gateway_id, VANE_VERSION, cfg.buffer.max_bytes, started}, live_view);
+    // The pipeline matters more than its dashboard: vane runs on without
+    // the endpoint, and says so.
+    if (Status s = http->start(); !s) {
+      VANE_LOG_ERROR("%s; running without /metrics and /health", s.message().c_str());
+      http.reset();
+    }
+  }
+
   if (rc == 0) {
     VANE_LOG_INFO("version %s running: gateway %s, %zu sources, kafka %s, topic %s", VANE_VERSION,
                   cfg.gateway_id.c_str(), sources.size(), bootstrap.c_str(), cfg.kafka.topic.c_str());
@@ -349,16 +385,17 @@ int run_agent(const std::string& path) {
     // WATCHDOG=1 at half the timeout, and only while the pipeline makes
     // progress (progress.h): a hung pipeline gets restarted by systemd, an
     // outage the buffer absorbs does not.
+    // The same verdict answers /health: its window is the watchdog's when
+    // systemd set one, http.stall_after_ms otherwise.
     const auto wd = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_timeout());
+    const auto window = wd.count() > 0 ? wd : std::chrono::milliseconds(cfg.http.stall_after_ms);
     auto watch = [&] {
       std::vector<const Source*> watched;
       for (const auto& src : sources) watched.push_back(src.get());
-      return std::make_unique<ProgressWatch>(metrics, *buffer, watched,
-                                             wd.count() > 0 ? wd : std::chrono::milliseconds(30000));
+      return std::make_unique<ProgressWatch>(metrics, *buffer, watched, window);
     };
     std::unique_ptr<ProgressWatch> progress = watch();
-    const auto tick = wd.count() > 0 ? std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000), wd / 2)
-                                     : std::chrono::milliseconds(1000);
+    const auto tick = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000), window / 2);
     bool stalled = false;
     for (;;) {
       const timespec ts{static_cast<time_t>(tick.count() / 1000), static_cast<long>(tick.count() % 1000) * 1000000};
@@ -369,16 +406,23 @@ int run_agent(const std::string& path) {
       }
       if (sig == SIGHUP) {
         notify_reloading();
-        reload(path, live, pipeline, metrics);
+        reload(path, live, pipeline, metrics, view);
         progress = watch();
         notify_ready();
       }
-      if (wd.count() > 0) {
-        const ProgressWatch::Verdict v = progress->check();
-        if (v.ok) notify_watchdog();
-        if (!v.ok && !stalled) VANE_LOG_ERROR("no progress: %s (watchdog pings withheld)", v.why.c_str());
-        if (v.ok && stalled) VANE_LOG_NOTICE("progress again: watchdog pings resume");
+      {
+        ProgressWatch::Verdict v = progress->check();
+        if (v.ok && wd.count() > 0) notify_watchdog();
+        if (!v.ok && !stalled) {
+          metrics.progress_stalls.fetch_add(1, std::memory_order_relaxed);
+          VANE_LOG_ERROR("no progress: %s (%s)", v.why.c_str(),
+                         wd.count() > 0 ? "watchdog pings withheld" : "/health answers 503");
+        }
+        if (v.ok && stalled) VANE_LOG_NOTICE("progress again%s", wd.count() > 0 ? ": watchdog pings resume" : "");
         stalled = !v.ok;
+        metrics.progress_ok.store(v.ok, std::memory_order_relaxed);
+        std::lock_guard<std::mutex> lock(view.mu);
+        view.verdict = std::move(v);
       }
       if (std::chrono::steady_clock::now() >= next_status) {
         next_status += std::chrono::seconds(5);
@@ -392,6 +436,7 @@ int run_agent(const std::string& path) {
   // Stop intake first, then commit what is queued, then bound the wait for
   // in-flight deliveries; everything else stays in the buffer.
   notify_stopping();
+  http.reset();  // before the sources it reports on go
   for (auto& s : sources) s->stop();
   pipeline.stop();
   for (auto& s : sources) {
@@ -412,8 +457,7 @@ int run_agent(const std::string& path) {
   VANE_LOG_INFO("stopped: %" PRIu64 " readings in, %" PRIu64 " delivered, %" PRIu64 " rejected, %" PRIu64
                 " dropped, %" PRIu64 " rows left in the buffer",
                 metrics.readings_in.load(), metrics.delivered.load(), metrics.rejected.load(),
-                metrics.dropped_oldest.load() + metrics.dropped_newest.load() +
-                    metrics.dropped_ingest_timeout.load(),
+                metrics.dropped_total(),
                 st.rows);
   return rc;
 }

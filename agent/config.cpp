@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -124,6 +125,14 @@ class Loader {
         const json& l = (*h)["listen"];
         c.http.listen = l.is_string() ? l.get<std::string>() : std::string();
       }
+      if (h->contains("stall_after_ms") && (*h)["stall_after_ms"].is_number_unsigned())
+        c.http.stall_after_ms = (*h)["stall_after_ms"].get<int>();
+      if (h->contains("basic_auth_file") && h->contains("bearer_token_file"))
+        error("/http", "basic_auth_file and bearer_token_file are alternatives: set one");
+      c.http.basic_auth = read_secret(*h, "/http", "basic_auth_file");
+      c.http.bearer_token = read_secret(*h, "/http", "bearer_token_file");
+      if (!c.http.basic_auth.empty() && c.http.basic_auth.find(':') == std::string::npos)
+        error("/http/basic_auth_file", "expected one line user:password");
     }
     if (doc.contains("schemas") && doc["schemas"].is_object()) {
       for (auto it = doc["schemas"].begin(); it != doc["schemas"].end(); ++it) {
@@ -169,6 +178,24 @@ class Loader {
   }
   void warning(const std::string& ptr, const std::string& msg) {
     warnings_.push_back({file_, ptr, loc_.line_of(ptr), msg, true});
+  }
+
+  // The first line of the file named by obj[key], trailing whitespace cut;
+  // "" when the key is absent. The content is never put in a message.
+  std::string read_secret(const json& obj, const std::string& ptr, const char* key) {
+    if (!obj.contains(key) || !obj[key].is_string()) return "";
+    const std::string path = resolve(obj[key].get<std::string>());
+    const std::string p = ptr + "/" + key;
+    std::ifstream in(path);
+    std::string line;
+    if (!in) {
+      error(p, "cannot read " + path + ": " + std::strerror(errno));
+      return "";
+    }
+    std::getline(in, line);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (line.empty()) error(p, path + " is empty");
+    return line;
   }
 
   std::string resolve(const std::string& p) const {

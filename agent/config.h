@@ -59,6 +59,13 @@ struct BufferConfig {
 
 struct HttpConfig {
   std::string listen = "127.0.0.1:9464";  // empty: disabled
+  // Credentials read from basic_auth_file ("user:password") or
+  // bearer_token_file at load; empty: no authentication. Never logged.
+  std::string basic_auth;
+  std::string bearer_token;
+  // How long without progress before /health answers 503, when systemd's
+  // watchdog does not set it (WATCHDOG_USEC wins, so both agree).
+  int stall_after_ms = 30000;
   bool operator==(const HttpConfig&) const = default;
 };
 

@@ -82,7 +82,10 @@ const ConfigTable& kafka_table() {
 
 const ConfigTable& http_table() {
   static const ConfigTable t{"/http", "http", {
-      {"listen", OptType::kListen, "127.0.0.1:9464", "host:port of the local HTTP endpoint (metrics, health); \"\" or false disables it. Validated, not yet served by this version"},
+      {"listen", OptType::kListen, "127.0.0.1:9464", "host:port of the local HTTP endpoint (/metrics, /health, /api/v1, status page); \"\" or false disables it. Another address than loopback exposes every sensor's latest values: see docs/OBSERVABILITY.md"},
+      {"basic_auth_file", OptType::kString, "", "file holding one line user:password; every request must then authenticate (HTTP basic)"},
+      {"bearer_token_file", OptType::kString, "", "file holding a token; every request must then send Authorization: Bearer <token>"},
+      {"stall_after_ms", OptType::kUint, "30000", "how long without progress before /health answers 503; systemd's WatchdogSec= replaces it so that both agree", {}, 1000, 3600000},
   }};
   return t;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/log.h"
+#include "core/reading.h"
 
 namespace vane {
 namespace {
@@ -44,10 +45,17 @@ void Forwarder::stop() {
 
 void Forwarder::settle(std::vector<Delivery>& deliveries) {
   std::string first_error;
+  const std::int64_t now = now_us().time_since_epoch().count();
   for (Delivery& d : deliveries) {
     if (in_flight_ > 0) --in_flight_;
+    std::int64_t ts_us = 0;
+    if (auto it = sent_ts_.find(d.seq); it != sent_ts_.end()) {
+      ts_us = it->second;
+      sent_ts_.erase(it);
+    }
     if (d.ok) {
       acks_.push_back(d.seq);
+      if (ts_us > 0) metrics_.delivery_latency.observe_us(now - ts_us);
     } else {
       if (failed_.empty()) first_error = d.error;
       failed_.push_back(d.seq);
@@ -130,6 +138,7 @@ bool Forwarder::replace_uplink(std::vector<Delivery>& deliveries) {
     if (!pause(std::chrono::seconds(1))) return false;
   }
   in_flight_ = 0;
+  sent_ts_.clear();
   return true;
 }
 
@@ -164,6 +173,7 @@ void Forwarder::run() {
         const Uplink::SendResult r = uplink_->send(batch[i], &error);
         if (r == Uplink::SendResult::kOk) {
           ++in_flight_;
+          sent_ts_[batch[i].seq] = batch[i].rec.ts_us;
           sent = true;
           continue;
         }
@@ -308,7 +318,11 @@ void Forwarder::run_transactional() {
     deliveries.clear();
     if (tx == Uplink::TxResult::kCommitted) {
       checkpoint = std::max(checkpoint, high);
-      for (const auto& r : batch) acks_.push_back(r.seq);
+      const std::int64_t now = now_us().time_since_epoch().count();
+      for (const auto& r : batch) {
+        acks_.push_back(r.seq);
+        metrics_.delivery_latency.observe_us(now - r.rec.ts_us);
+      }
       flush_acks();  // a failed delete is retried; the checkpoint keeps the rows from being resent
       metrics_.uplink.store(static_cast<int>(UplinkState::kUp), std::memory_order_relaxed);
       continue;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "buffer/buffer.h"
 #include "metrics.h"
@@ -65,6 +66,10 @@ class Forwarder {
 
   // Forwarder-thread state.
   std::size_t in_flight_ = 0;
+  // Reading timestamps of the rows in flight, for the reading -> ack latency
+  // (a delivery report carries only the seq; the broker may overwrite the
+  // record's timestamp with its own).
+  std::unordered_map<std::uint64_t, std::int64_t> sent_ts_;
   std::vector<std::uint64_t> acks_;       // acknowledged, not yet deleted
   std::vector<std::uint64_t> failed_;
   bool ack_failing_ = false;  // deleting delivered rows fails (logged once)

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 namespace vane {
@@ -24,12 +25,39 @@ struct SourceCounters {
   Counter rejected{0};   // failed the schema check: committed as dead letters
   // Readings rejected with at least one violation of rule i.
   std::array<Counter, kMaxRules> rejected_by_rule{};
+  // Wall-clock µs since the epoch when the source's last reading was
+  // committed; 0 before the first.
+  Counter last_commit_us{0};
+};
+
+// Reading timestamp to Kafka acknowledgement. Buckets in seconds, fixed:
+// 1 ms to 1 h, so a gateway's whole range (live to an outage's backlog)
+// lands in a bucket. Counts are per bucket (not cumulative); /metrics sums.
+struct LatencyHistogram {
+  static constexpr std::array<double, 18> kBounds{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                  1,     2.5,    5,     10,   30,    60,   300, 900, 3600};
+  std::array<Counter, kBounds.size() + 1> buckets{};  // last: above every bound
+  Counter count{0};
+  Counter sum_us{0};
+
+  void observe_us(std::int64_t us) {
+    if (us < 0) us = 0;  // a device clock ahead of the gateway's
+    const double s = static_cast<double>(us) / 1e6;
+    std::size_t i = 0;
+    while (i < kBounds.size() && s > kBounds[i]) ++i;
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+    sum_us.fetch_add(static_cast<std::uint64_t>(us), std::memory_order_relaxed);
+  }
 };
 
 enum class UplinkState { kConnecting = 0, kUp = 1, kDown = 2 };
 
 struct Metrics {
-  // Per source; the map is filled before threads start and never changes.
+  // Per source; filled before threads start; a reload (SIGHUP) adds entries
+  // on the writer thread between batches, under sources_mu, and never
+  // removes one. Readers on other threads take sources_mu.
+  mutable std::mutex sources_mu;
   std::map<std::string, std::unique_ptr<SourceCounters>> sources;
 
   Counter readings_in{0};
@@ -39,6 +67,7 @@ struct Metrics {
   Counter dropped_newest{0};       // buffer cap, drop_newest policy (or no room at all)
   Counter dropped_ingest_timeout{0};  // a source could not hand over in time
   Counter dropped_disk_full{0};    // part of the two dropped_ above: the filesystem was full, not the cap
+  Counter dropped_shutdown{0};     // queued readings given up at stop because the buffer could not be written
   Counter buffer_quarantined{0};   // unusable buffer files moved aside at start
   Counter buffer_salvaged{0};      // rows read back from them
   Counter buffer_errors{0};        // failed buffer transactions (retried)
@@ -49,6 +78,14 @@ struct Metrics {
   Counter last_commit_ns{0};       // steady-clock ns of the last successful buffer commit
   Counter last_delivery_ns{0};     // steady-clock ns of the last acknowledged delivery
   std::atomic<int> uplink{static_cast<int>(UplinkState::kConnecting)};
+  LatencyHistogram delivery_latency;  // reading timestamp -> Kafka ack
+  std::atomic<bool> progress_ok{true};  // the last ProgressWatch verdict
+  Counter progress_stalls{0};           // times that verdict went from ok to not ok
+
+  // Every reading lost on purpose: overflow policy, ingest timeout, shutdown.
+  std::uint64_t dropped_total() const {
+    return dropped_oldest.load() + dropped_newest.load() + dropped_ingest_timeout.load() + dropped_shutdown.load();
+  }
 
   SourceCounters& source(const std::string& name) { return *sources.at(name); }
 };

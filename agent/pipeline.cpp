@@ -108,7 +108,7 @@ void Pipeline::run() {
         if (!give_up_at) give_up_at = now + opts_.stop_retry;
         if (now >= *give_up_at) {
           const std::size_t lost = batch.size() - done;
-          metrics_.dropped_newest.fetch_add(lost, std::memory_order_relaxed);
+          metrics_.dropped_shutdown.fetch_add(lost, std::memory_order_relaxed);
           VANE_LOG_ERROR("buffer: giving up on %zu readings at shutdown: the buffer cannot be written",
                          lost);
           break;
@@ -209,10 +209,16 @@ bool Pipeline::commit(std::span<Reading> in) {
     failing_ = false;
   }
   // Per-source counts; dropped_newest rows were refused whatever their source.
+  const auto wall_us = static_cast<std::uint64_t>(now_us().time_since_epoch().count());
+  SourceCounters* last = nullptr;
   for (std::size_t i = 0; i < in.size(); ++i) {
     if (records_[i].stream == Stream::kDeadLetter) log_rejection(in[i], records_[i].error);
     auto it = cache.find(in[i].origin);
     if (it == cache.end() || !it->second.counters) continue;
+    if (it->second.counters != last) {
+      last = it->second.counters;
+      last->last_commit_us.store(wall_us, std::memory_order_relaxed);
+    }
     it->second.counters->readings.fetch_add(1, std::memory_order_relaxed);
     if (records_[i].stream == Stream::kTelemetry)
       it->second.counters->accepted.fetch_add(1, std::memory_order_relaxed);
@@ -222,6 +228,7 @@ bool Pipeline::commit(std::span<Reading> in) {
         if (rule_masks_[i] & (1u << b)) it->second.counters->rejected_by_rule[b].fetch_add(1, std::memory_order_relaxed);
     }
   }
+  if (observer_) observer_->observe(in, records_);
   metrics_.readings_in.fetch_add(in.size(), std::memory_order_relaxed);
   metrics_.accepted.fetch_add(accepted, std::memory_order_relaxed);
   metrics_.rejected.fetch_add(rejected, std::memory_order_relaxed);

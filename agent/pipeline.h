@@ -17,6 +17,7 @@
 
 #include "buffer/buffer.h"
 #include "core/source.h"
+#include "live_view.h"
 #include "metrics.h"
 #include "schema.h"
 
@@ -40,6 +41,9 @@ class Pipeline final : public ReadingSink {
   Pipeline(Buffer& buffer, std::map<std::string, const CompiledSchema*> schemas, Metrics& metrics,
            PipelineOptions opts, std::function<void()> on_commit);
   ~Pipeline() override;
+
+  // Before start(): who else sees each committed batch (the live view).
+  void set_observer(BatchObserver* o) { observer_ = o; }
 
   void start();
   // Refuses new readings, commits what is queued, joins the writer.
@@ -70,6 +74,7 @@ class Pipeline final : public ReadingSink {
   Metrics& metrics_;
   PipelineOptions opts_;
   std::function<void()> on_commit_;
+  BatchObserver* observer_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable not_empty_, not_full_, retry_cv_;

@@ -25,7 +25,9 @@ ProgressWatch::ProgressWatch(const Metrics& metrics, Buffer& buffer, std::vector
 ProgressWatch::Verdict ProgressWatch::check(Clock::time_point now) {
   Verdict v;
   auto fail = [&](std::string why) {
-    if (v.ok) v = {false, std::move(why)};
+    if (!v.ok) return;
+    v.ok = false;
+    v.why = std::move(why);
   };
   for (Watched& w : sources_) {
     const std::uint64_t beat = w.source->heartbeat();
@@ -40,7 +42,9 @@ ProgressWatch::Verdict ProgressWatch::check(Clock::time_point now) {
       continue;
     }
     const auto limit = std::max<Clock::duration>(window_, 3 * gap);
-    if (now - w.changed > limit) fail("source " + w.source->name() + " has not gone round its loop for " + seconds(now - w.changed));
+    if (now - w.changed <= limit) continue;
+    v.stalled_sources.push_back(w.source->name());
+    fail("source " + w.source->name() + " has not gone round its loop for " + seconds(now - w.changed));
   }
   const std::uint64_t taken = metrics_.taken.load(std::memory_order_relaxed);
   const std::uint64_t committed = metrics_.readings_in.load(std::memory_order_relaxed);

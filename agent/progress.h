@@ -1,5 +1,6 @@
 // The one definition of "the pipeline makes progress", used for the systemd
-// watchdog (WATCHDOG=1 only while it holds) and, later, /health.
+// watchdog (WATCHDOG=1 only while it holds) and /health (200 only while it
+// holds).
 //
 // Progress holds when, looked at over `window`:
 //  * every source that is expected to produce (expected_gap() > 0, not
@@ -33,6 +34,7 @@ class ProgressWatch {
   struct Verdict {
     bool ok = true;
     std::string why;  // when !ok: what is stuck
+    std::vector<std::string> stalled_sources;  // sources whose loop does not go round
   };
   // Call regularly (at least a few times per window).
   Verdict check(Clock::time_point now = Clock::now());

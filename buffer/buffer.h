@@ -19,7 +19,9 @@
 // serialises them internally. The buffer knows nothing of Kafka.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -96,6 +98,10 @@ class Buffer {
   // Returns in-flight rows to the claimable set.
   virtual void release(std::span<const std::uint64_t> seqs) = 0;
   virtual BufferStats stats() = 0;
+  // stats() if it can be had within `wait` (a commit may hold the buffer
+  // while the disk hangs); nothing otherwise. For readers that must answer
+  // in time: /health, /metrics.
+  virtual std::optional<BufferStats> try_stats(std::chrono::milliseconds wait) = 0;
   // Rows buffered as of the last finished operation, without waiting for a
   // running one (stats() may wait on a commit that waits on the disk).
   virtual std::uint64_t rows_now() const = 0;

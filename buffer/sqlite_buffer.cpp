@@ -60,7 +60,7 @@ std::string column_text(sqlite3_stmt* s, int i) {
 }  // namespace
 
 SqliteBuffer::~SqliteBuffer() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::timed_mutex> lock(mu_);
   close_db();
   if (lock_fd_ >= 0) close(lock_fd_);
 }
@@ -433,7 +433,7 @@ Result<std::size_t> SqliteBuffer::drop_to_cap() {
 }
 
 Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::timed_mutex> lock(mu_);
   const PublishRows publish{*this};
   auto res = append_locked(records);
   if (res || res.status().code() != Status::Code::kFull) {
@@ -619,7 +619,7 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, std:
 }
 
 Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::timed_mutex> lock(mu_);
   // Released rows first, oldest first.
   while (out.size() < max_rows && !released_.empty()) {
     const std::uint64_t seq = *released_.begin();
@@ -655,7 +655,7 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
 }
 
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::timed_mutex> lock(mu_);
   if (seqs.empty()) return Status::ok();
   const PublishRows publish{*this};
   Status s = ack_locked(seqs);
@@ -704,14 +704,24 @@ Status SqliteBuffer::ack_locked(std::span<const std::uint64_t> seqs) {
 }
 
 void SqliteBuffer::release(std::span<const std::uint64_t> seqs) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::timed_mutex> lock(mu_);
   for (std::uint64_t seq : seqs) {
     if (in_flight_.erase(seq)) released_.insert(seq);
   }
 }
 
 BufferStats SqliteBuffer::stats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::timed_mutex> lock(mu_);
+  return stats_locked();
+}
+
+std::optional<BufferStats> SqliteBuffer::try_stats(std::chrono::milliseconds wait) {
+  std::unique_lock<std::timed_mutex> lock(mu_, std::defer_lock);
+  if (!lock.try_lock_for(wait)) return std::nullopt;
+  return stats_locked();
+}
+
+BufferStats SqliteBuffer::stats_locked() {
   BufferStats st;
   st.rows = rows_;
   st.bytes = bytes_;

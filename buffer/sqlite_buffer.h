@@ -58,6 +58,7 @@ class SqliteBuffer final : public Buffer {
   Status ack(std::span<const std::uint64_t> seqs) override;
   void release(std::span<const std::uint64_t> seqs) override;
   BufferStats stats() override;
+  std::optional<BufferStats> try_stats(std::chrono::milliseconds wait) override;
   std::uint64_t rows_now() const override { return rows_published_.load(std::memory_order_relaxed); }
   const Quarantine& quarantine() const { return quarantine_; }
 
@@ -90,6 +91,7 @@ class SqliteBuffer final : public Buffer {
   void take_reserve();
   // A write failed with SQLITE_FULL: gives the reserve back (once).
   void release_reserve();
+  BufferStats stats_locked();
   // Publishes rows_ for rows_now() when a public operation ends.
   struct PublishRows {
     SqliteBuffer& b;
@@ -113,7 +115,7 @@ class SqliteBuffer final : public Buffer {
 
   SqliteBufferOptions opts_;
   int lock_fd_ = -1;  // flock'ed PATH.lock, held for the buffer's lifetime
-  std::mutex mu_;
+  std::timed_mutex mu_;
   // Everything below is guarded by mu_.
   Db db_;
   Stmt insert_, delete_, select_after_, select_one_, oldest_after_, update_next_seq_, begin_, commit_,

@@ -32,7 +32,7 @@ scripts/install-deps.sh
 # toolchain) and the arch-specific -dev packages vane and the unit
 # tests link. No libbenchmark-dev: benchmarks are not cross-built.
 TARGET_PACKAGES="libc6 librdkafka-dev libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
-  libmodbus-dev libsqlite3-dev libpcre2-dev libgtest-dev libgmock-dev"
+  libmodbus-dev libsqlite3-dev libpcre2-dev libgtest-dev libgmock-dev libcpp-httplib-dev"
 HOST_PACKAGES="crossbuild-essential-$ARCH qemu-user-static"
 
 missing=""

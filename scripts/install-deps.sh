@@ -8,7 +8,8 @@ PACKAGES="build-essential cmake ninja-build pkg-config git
   librdkafka-dev libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev libmodbus-dev
   libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libpcre2-dev systemd libgtest-dev libgmock-dev libbenchmark-dev
-  dpkg-dev file json-schema-test-suite kcat mosquitto mosquitto-clients openssl python3 python3-pymodbus python3-serial python3-serial-asyncio socat"
+  dpkg-dev file json-schema-test-suite kcat mosquitto mosquitto-clients openssl python3 python3-pymodbus python3-serial python3-serial-asyncio socat
+  prometheus chromium collectd-core"
 
 missing=""
 for p in $PACKAGES; do

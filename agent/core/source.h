@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/prom_text.h"
 #include "core/reading.h"
 #include "core/status.h"
 
@@ -54,6 +55,16 @@ class Source {
   virtual std::uint64_t heartbeat() const { return 0; }
   // One line for the log at stop: what the source did ("" for nothing).
   virtual std::string summary() const { return ""; }
+
+  // For /health and /metrics; any thread, never blocking on the peer.
+  // Failed requests, connections and mappings so far.
+  virtual std::uint64_t errors() const { return 0; }
+  // False while the source knows its peer is unreachable (a broker that
+  // dropped the connection, a TCP slave that refuses it).
+  virtual bool connected() const { return true; }
+  // Adds the driver's own series (vane_<driver>_*) to a scrape. Labels are
+  // bounded by the config: source, configured device ids.
+  virtual void export_metrics(PromText& /*out*/) const {}
 };
 
 }  // namespace vane

@@ -195,6 +195,41 @@ std::string ModbusSource::summary() const {
   return s;
 }
 
+std::uint64_t ModbusSource::errors() const {
+  std::uint64_t n = 0;
+  for (const auto& d : stats_) n += d->timeouts.load() + d->exceptions.load() + d->errors.load();
+  return n;
+}
+
+void ModbusSource::export_metrics(PromText& out) const {
+  using T = PromText::Type;
+  out.family("vane_modbus_polls_total", T::kCounter, "Polls of a Modbus device.");
+  out.family("vane_modbus_requests_total", T::kCounter, "Modbus requests sent, retries included.");
+  out.family("vane_modbus_request_errors_total", T::kCounter, "Failed Modbus requests by kind.");
+  out.family("vane_modbus_request_duration_seconds", T::kSummary, "Round trips of Modbus requests.");
+  out.family("vane_modbus_reconnects_total", T::kCounter, "Connections to the Modbus endpoint or bus reopened.");
+  out.family("vane_modbus_overruns_total", T::kCounter, "Poll ticks skipped because the previous poll overran the interval.");
+  const std::string& src = name();
+  for (std::size_t i = 0; i < opts_.devices.size(); ++i) {
+    const DeviceStats& d = *stats_[i];
+    const std::string_view dev = opts_.devices[i].id;
+    out.sample("vane_modbus_polls_total", {{"source", src}, {"device", dev}}, static_cast<double>(d.polls.load()));
+    const double requests = static_cast<double>(d.requests.load());
+    out.sample("vane_modbus_requests_total", {{"source", src}, {"device", dev}}, requests);
+    out.sample("vane_modbus_request_errors_total", {{"source", src}, {"device", dev}, {"kind", "timeout"}},
+               static_cast<double>(d.timeouts.load()));
+    out.sample("vane_modbus_request_errors_total", {{"source", src}, {"device", dev}, {"kind", "exception"}},
+               static_cast<double>(d.exceptions.load()));
+    out.sample("vane_modbus_request_errors_total", {{"source", src}, {"device", dev}, {"kind", "other"}},
+               static_cast<double>(d.errors.load()));
+    out.sample("vane_modbus_request_duration_seconds", {{"source", src}, {"device", dev}},
+               static_cast<double>(d.latency_us_total.load()) / 1e6, "_sum");
+    out.sample("vane_modbus_request_duration_seconds", {{"source", src}, {"device", dev}}, requests, "_count");
+  }
+  out.sample("vane_modbus_reconnects_total", {{"source", src}}, static_cast<double>(reconnects_.load()));
+  out.sample("vane_modbus_overruns_total", {{"source", src}}, static_cast<double>(overruns_.load()));
+}
+
 bool ModbusSource::connect(Ctx& c) {
   c.mb.reset(opts_.rtu ? modbus_new_rtu(opts_.serial.c_str(), opts_.baud, opts_.parity, opts_.data_bits, opts_.stop_bits)
                        : modbus_new_tcp_pi(opts_.host.c_str(), std::to_string(opts_.port).c_str()));
@@ -210,9 +245,11 @@ bool ModbusSource::connect(Ctx& c) {
                    opts_.rtu ? opts_.serial.c_str() : (opts_.host + ":" + std::to_string(opts_.port)).c_str(),
                    modbus_strerror(errno));
     c.mb.reset();
+    connected_.store(false, std::memory_order_relaxed);
     return false;
   }
   c.connected = true;
+  connected_.store(true, std::memory_order_relaxed);
   return true;
 }
 
@@ -328,6 +365,7 @@ void ModbusSource::run(ReadingSink* sink) {
         VANE_LOG_WARN("modbus %s: connection lost, reconnecting", name().c_str());
         c.mb.reset();
         c.connected = false;
+        connected_.store(false, std::memory_order_relaxed);
         c.reconnect_backoff = std::chrono::milliseconds(250);
         break;
       }

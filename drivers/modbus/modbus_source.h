@@ -69,6 +69,9 @@ class ModbusSource final : public Source {
   std::string summary() const override;
   std::chrono::milliseconds expected_gap() const override;
   std::uint64_t heartbeat() const override { return beats_.load(std::memory_order_relaxed); }
+  std::uint64_t errors() const override;
+  bool connected() const override { return connected_.load(std::memory_order_relaxed); }
+  void export_metrics(PromText& out) const override;
 
   const DeviceStats& stats(std::size_t device) const { return *stats_[device]; }
   std::uint64_t overruns() const { return overruns_.load(); }
@@ -87,6 +90,7 @@ class ModbusSource final : public Source {
   std::thread thread_;
   RunControl control_;
   std::atomic<std::uint64_t> overruns_{0}, reconnects_{0}, beats_{0};
+  std::atomic<bool> connected_{true};  // optimistic until the first connect fails
 };
 
 }  // namespace vane::modbus

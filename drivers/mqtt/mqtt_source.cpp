@@ -317,11 +317,13 @@ class MqttSource::Client : public ::mqtt::callback {
       VANE_LOG_ERROR("mqtt %s: cannot subscribe: %s", owner_.name().c_str(), e.what());
     }
     if (ever_connected_) owner_.reconnects_.fetch_add(1, std::memory_order_relaxed);
+    owner_.connected_.store(true, std::memory_order_relaxed);
     ever_connected_ = true;
     VANE_LOG_INFO("mqtt %s: connected to %s", owner_.name().c_str(), o.url.c_str());
   }
 
   void connection_lost(const std::string& cause) override {
+    owner_.connected_.store(false, std::memory_order_relaxed);
     VANE_LOG_WARN("mqtt %s: connection lost%s%s (reconnecting)", owner_.name().c_str(), cause.empty() ? "" : ": ",
                   cause.c_str());
   }
@@ -337,6 +339,21 @@ class MqttSource::Client : public ::mqtt::callback {
   bool retrying_ = false;
   bool ever_connected_ = false;
 };
+
+void MqttSource::export_metrics(PromText& out) const {
+  using T = PromText::Type;
+  out.family("vane_mqtt_messages_total", T::kCounter, "MQTT messages received.");
+  out.family("vane_mqtt_dropped_total", T::kCounter, "MQTT messages lost to a full intake queue.");
+  out.family("vane_mqtt_mapping_errors_total", T::kCounter, "MQTT messages that did not parse or map (sent as dead letters).");
+  out.family("vane_mqtt_reconnects_total", T::kCounter, "Reconnections to the MQTT broker.");
+  out.family("vane_mqtt_connected", T::kGauge, "1 while connected to the MQTT broker.");
+  const PromText::Labels l{{"source", name()}};
+  out.sample("vane_mqtt_messages_total", l, static_cast<double>(messages_.load()));
+  out.sample("vane_mqtt_dropped_total", l, static_cast<double>(dropped_.load()));
+  out.sample("vane_mqtt_mapping_errors_total", l, static_cast<double>(mapping_errors_.load()));
+  out.sample("vane_mqtt_reconnects_total", l, static_cast<double>(reconnects_.load()));
+  out.sample("vane_mqtt_connected", l, connected_.load() ? 1 : 0);
+}
 
 MqttSource::MqttSource(SourceOptions opts, const Origin* origin) : opts_(std::move(opts)), origin_(origin) {}
 

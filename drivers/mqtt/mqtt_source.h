@@ -67,6 +67,9 @@ class MqttSource final : public Source {
   void resume() override;
   void stop() override;
   std::string summary() const override;
+  std::uint64_t errors() const override { return mapping_errors_.load() + dropped_.load(); }
+  bool connected() const override { return connected_.load(std::memory_order_relaxed); }
+  void export_metrics(PromText& out) const override;
 
  private:
   class Client;
@@ -88,6 +91,7 @@ class MqttSource final : public Source {
   bool paused_ = false;    // guarded by mu_
   std::set<std::string> names_;  // interned field names; worker thread only
   std::atomic<std::uint64_t> messages_{0}, dropped_{0}, reconnects_{0}, mapping_errors_{0};
+  std::atomic<bool> connected_{false};
 };
 
 }  // namespace vane::mqtt

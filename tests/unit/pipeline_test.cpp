@@ -33,6 +33,7 @@ class FakeBuffer final : public Buffer {
   Status ack(std::span<const std::uint64_t>) override { return Status::ok(); }
   void release(std::span<const std::uint64_t>) override {}
   BufferStats stats() override { return {}; }
+  std::optional<BufferStats> try_stats(std::chrono::milliseconds) override { return BufferStats{}; }
   std::uint64_t rows_now() const override { return 0; }
 
   std::size_t size() {
