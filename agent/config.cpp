@@ -447,7 +447,7 @@ class Loader {
     }
   }
 
-  static void load_simulator(const json& s, SimulatorConfig& o) {
+  void load_simulator(const json& s, SimulatorConfig& o) {
     if (s.contains("model") && s["model"].is_string()) o.model = s["model"];
     if (s.contains("devices") && s["devices"].is_number_unsigned()) o.devices = s["devices"].get<int>();
     if (s.contains("interval_ms") && s["interval_ms"].is_number_unsigned()) o.interval_ms = s["interval_ms"].get<int>();
@@ -458,6 +458,7 @@ class Loader {
     if (s.contains("limit") && s["limit"].is_number_unsigned()) o.limit = s["limit"];
     if (s.contains("seed") && s["seed"].is_number_unsigned()) o.seed = s["seed"];
     if (s.contains("faults") && s["faults"].is_number()) o.faults = s["faults"];
+    if (s.contains("hang_file") && s["hang_file"].is_string()) o.hang_file = resolve(s["hang_file"]);
   }
 
   const std::string& text_;

@@ -22,6 +22,7 @@ struct SimulatorConfig {
   std::uint64_t limit = 0;         // total readings, then the source finishes; 0 = endless
   std::uint64_t seed = 1;
   double faults = 0;               // fraction of readings with injected faults (0..1)
+  std::string hang_file;           // while it exists the simulated sensor hangs (absolute path)
 };
 
 struct SourceConfig {

@@ -112,6 +112,7 @@ SourceType simulator_type() {
   o.push_back({"limit", OptType::kUint, "0", "stop after this many readings; 0: endless", {}, 0, 1e18});
   o.push_back({"seed", OptType::kUint, "1", "random seed; the same seed gives the same readings", {}, 0, 1e18});
   o.push_back({"faults", OptType::kDouble, "0", "fraction of readings with an injected fault (out of range, missing field, NaN, wrong type)", {}, 0, 1});
+  o.push_back({"hang_file", OptType::kString, "", "while this file exists the simulated sensor hangs in its loop, as a driver stuck in a blocking read would: to try /health and the watchdog on a laptop"});
   return s;
 }
 

@@ -24,6 +24,7 @@ Result<std::unique_ptr<Source>> make_simulator(const SourceConfig& cfg, const Or
   o.limit = c.limit;
   o.seed = c.seed;
   o.faults = c.faults;
+  o.hang_file = c.hang_file;
   return std::unique_ptr<Source>(std::make_unique<SimulatorSource>(o, origin));
 }
 

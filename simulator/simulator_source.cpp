@@ -1,5 +1,7 @@
 #include "simulator/simulator_source.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -105,8 +107,17 @@ void SimulatorSource::run(ReadingSink* sink) {
   std::size_t i = 0;
   // How many readings one wake-up may emit when paced: keeps high rates from
   // costing one condition-variable wait per reading.
+  auto next_hang_check = clock::now();
   for (;;) {
     if (!control_.wait(period.count() > 0 ? next : clock::time_point{})) return;
+    if (!opts_.hang_file.empty() && clock::now() >= next_hang_check) {
+      // Checked at most every 100 ms: a stat() per reading would cost the
+      // max-speed simulator.
+      while (::access(opts_.hang_file.c_str(), F_OK) == 0) {
+        if (!control_.wait(clock::now() + std::chrono::milliseconds(100))) return;
+      }
+      next_hang_check = clock::now() + std::chrono::milliseconds(100);
+    }
     beats_.fetch_add(1, std::memory_order_relaxed);
     // Emit every reading that is due now (absolute schedule: no drift).
     const auto now = clock::now();

@@ -24,6 +24,9 @@ struct SimulatorOptions {
   std::uint64_t limit = 0;  // total readings, then finished(); 0 = endless
   std::uint64_t seed = 1;
   double faults = 0;  // fraction of readings with an injected fault
+  // While this file exists the loop hangs (no heartbeat, no readings), as a
+  // driver stuck in a blocking read would; "" for never.
+  std::string hang_file;
 };
 
 class SimulatorSource final : public Source {
