@@ -222,6 +222,35 @@ TEST_F(ConfigTest, OneSourcePerSerialBus) {
                               "\"bus1\": put all devices of one bus in one source"}));
 }
 
+TEST_F(ConfigTest, HttpCredentialsAreReadAtLoadAndCheckedWithoutShowingThem) {
+  std::ofstream(dir_.path() + "/token") << "tok-123\n";
+  std::ofstream(dir_.path() + "/basic") << "tech:pw with space \n";
+  std::ofstream(dir_.path() + "/nocolon") << "justapassword\n";
+  std::ofstream(dir_.path() + "/empty") << "\n";
+  auto l = parse(config("", ",\n  \"http\": { \"bearer_token_file\": \"token\", \"stall_after_ms\": 5000 }"));
+  ASSERT_TRUE(l.ok()) << errors_of(l)[0];
+  EXPECT_EQ(l.config.http.bearer_token, "tok-123");
+  EXPECT_EQ(l.config.http.stall_after_ms, 5000);
+  l = parse(config("", ",\n  \"http\": { \"basic_auth_file\": \"basic\" }"));
+  ASSERT_TRUE(l.ok()) << errors_of(l)[0];
+  EXPECT_EQ(l.config.http.basic_auth, "tech:pw with space");
+
+  auto e = errors_of(parse(config("", ",\n  \"http\": { \"basic_auth_file\": \"basic\", \"bearer_token_file\": \"token\" }")));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "vane.jsonc:10: /http: basic_auth_file and bearer_token_file are alternatives: set one");
+  e = errors_of(parse(config("", ",\n  \"http\": { \"basic_auth_file\": \"nocolon\" }")));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "vane.jsonc:10: /http/basic_auth_file: expected one line user:password");
+  EXPECT_EQ(e[0].find("justapassword"), std::string::npos);
+  e = errors_of(parse(config("", ",\n  \"http\": { \"bearer_token_file\": \"empty\" }")));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("/http/bearer_token_file: " + dir_.path() + "/empty is empty"), std::string::npos) << e[0];
+  e = errors_of(parse(config("", ",\n  \"http\": { \"bearer_token_file\": \"absent\", \"stall_after_ms\": 10 }")));
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_NE(e[0].find("/http/stall_after_ms: 10 is out of range"), std::string::npos) << e[0];
+  EXPECT_NE(e[1].find("/http/bearer_token_file: cannot read " + dir_.path() + "/absent"), std::string::npos) << e[1];
+}
+
 TEST_F(ConfigTest, ReferenceDocumentsEveryTable) {
   const std::string md = config_reference_markdown();
   for (const char* key : {"max_bytes", "dead_letter_topic", "max_in_flight", "interval_ms", "faults", "listen"})
