@@ -73,7 +73,7 @@ class PromText {
       out.append("NaN");
       return;
     }
-    if (v == static_cast<double>(static_cast<std::int64_t>(v)) && v < 9.0e15 && v > -9.0e15) {
+    if (v < 9.0e15 && v > -9.0e15 && v == static_cast<double>(static_cast<std::int64_t>(v))) {
       out.append(std::to_string(static_cast<std::int64_t>(v)));
       return;
     }
