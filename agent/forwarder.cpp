@@ -63,7 +63,14 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
     }
   }
   deliveries.clear();
-  flush_acks();
+  // Acknowledged rows are deleted in batches: a delete transaction per
+  // delivery report would cost more than the produce. A crash before the
+  // flush resends at most kAckDelay's or kAckChunk's worth (duplicates,
+  // never losses).
+  if (!acks_.empty() && first_ack_at_ == std::chrono::steady_clock::time_point{})
+    first_ack_at_ = std::chrono::steady_clock::now();
+  if (acks_.size() >= kAckChunk || (!acks_.empty() && std::chrono::steady_clock::now() - first_ack_at_ >= kAckDelay))
+    flush_acks();
   if (!failed_.empty()) {
     // Logged once per failure episode: the rows stay buffered and are retried.
     if (backoff_.count() == 0)
@@ -78,10 +85,9 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
 void Forwarder::flush_acks() {
   // In chunks: one transaction per chunk keeps each delete small, which is
   // what a nearly full filesystem can still take.
-  constexpr std::size_t kChunk = 1000;
   std::size_t done = 0;
   while (done < acks_.size()) {
-    const std::size_t n = std::min(kChunk, acks_.size() - done);
+    const std::size_t n = std::min(kAckChunk, acks_.size() - done);
     Status s = buffer_.ack(std::span<const std::uint64_t>(acks_).subspan(done, n));
     if (!s) {
       // Rows stay buffered and the acks are retried; a crash before then means
@@ -100,6 +106,7 @@ void Forwarder::flush_acks() {
     VANE_LOG_NOTICE("buffer: delivered rows are deleted again");
     ack_failing_ = false;
   }
+  first_ack_at_ = {};
   metrics_.delivered.fetch_add(done, std::memory_order_relaxed);
   metrics_.last_progress_ns.store(steady_ns(), std::memory_order_relaxed);
   metrics_.last_delivery_ns.store(steady_ns(), std::memory_order_relaxed);
@@ -162,7 +169,6 @@ void Forwarder::run() {
 
     bool sent = false;
     if (std::chrono::steady_clock::now() >= backoff_until_ && in_flight_ < opts_.max_in_flight) {
-      batch.clear();
       Status s = buffer_.claim(std::min(opts_.claim_batch, opts_.max_in_flight - in_flight_), batch);
       if (!s) {
         metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
@@ -196,9 +202,17 @@ void Forwarder::run() {
     metrics_.uplink.store(static_cast<int>(uplink_->state()), std::memory_order_relaxed);
 
     if (!sent && in_flight_ == 0) {
+      // Idle: wait for rows, but not past the pending acks' flush time.
+      auto wait = std::chrono::milliseconds(100);
+      if (!acks_.empty())
+        wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              first_ack_at_ + kAckDelay - std::chrono::steady_clock::now()),
+                          std::chrono::milliseconds(0), wait);
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || pending_; });
+      cv_.wait_for(lock, wait, [&] { return stop_ || pending_; });
       pending_ = false;
+      lock.unlock();
+      if (!acks_.empty() && std::chrono::steady_clock::now() - first_ack_at_ >= kAckDelay) flush_acks();
     }
   }
 
@@ -259,7 +273,6 @@ void Forwarder::run_transactional() {
       VANE_LOG_INFO("kafka: exactly-once: last committed checkpoint is seq %llu",
                     static_cast<unsigned long long>(checkpoint));
     }
-    batch.clear();
     if (Status s = buffer_.claim(std::min(opts_.claim_batch, opts_.max_in_flight), batch); !s) {
       metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
       VANE_LOG_WARN("buffer: cannot read rows to forward: %s", s.message().c_str());

@@ -71,6 +71,9 @@ class Forwarder {
   // record's timestamp with its own).
   std::unordered_map<std::uint64_t, std::int64_t> sent_ts_;
   std::vector<std::uint64_t> acks_;       // acknowledged, not yet deleted
+  std::chrono::steady_clock::time_point first_ack_at_{};  // when acks_ became non-empty
+  static constexpr std::size_t kAckChunk = 1000;
+  static constexpr std::chrono::milliseconds kAckDelay{50};
   std::vector<std::uint64_t> failed_;
   bool ack_failing_ = false;  // deleting delivered rows fails (logged once)
   std::chrono::steady_clock::time_point backoff_until_{};

@@ -85,7 +85,9 @@ class KafkaUplink final : public Uplink {
         {"linger.ms", "5"},
         {"batch.num.messages", "10000"},
         {"queue.buffering.max.messages", std::to_string(std::max(cfg_.max_in_flight * 2, 1000))},
-        {"queue.buffering.max.kbytes", "262144"},
+        // Bounds the producer's memory: rows wait in the buffer, not here.
+        // max_in_flight (10000) rows of ~0.3 KiB fit many times over.
+        {"queue.buffering.max.kbytes", "32768"},
     };
     // exactly_once: one transactional id per gateway, so a restarted vane
     // fences its previous incarnation. librdkafka wants message.timeout.ms

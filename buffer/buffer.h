@@ -91,7 +91,8 @@ class Buffer {
 
   // Appends all records in one transaction, applying the overflow policy.
   virtual Result<AppendResult> append(std::span<Record> records) = 0;
-  // Up to max_rows claimable rows, oldest first (released rows before new ones).
+  // Up to max_rows claimable rows, oldest first (released rows before new
+  // ones), in place of what `out` held; its elements' storage is reused.
   virtual Status claim(std::size_t max_rows, std::vector<StoredRecord>& out) = 0;
   // Deletes acknowledged rows; unknown seqs are ignored.
   virtual Status ack(std::span<const std::uint64_t> seqs) = 0;

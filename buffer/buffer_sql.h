@@ -64,6 +64,8 @@ inline constexpr const char* kInsert =
     "INSERT INTO rows(seq, stream, key, ts_us, source, schema, value, error, size)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9);";
 inline constexpr const char* kDelete = "DELETE FROM rows WHERE seq = ?1 RETURNING size;";
+// Acks come in runs of consecutive seqs: one statement per run.
+inline constexpr const char* kDeleteRange = "DELETE FROM rows WHERE seq BETWEEN ?1 AND ?2;";
 // Claimable rows in seq order after a high-water mark.
 inline constexpr const char* kSelectAfter =
     "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -52,6 +53,13 @@ void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
   sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
 
+// Into existing storage: a claim reuses its records' strings.
+void assign_text(std::string& to, sqlite3_stmt* s, int i) {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(s, i));
+  if (p) to.assign(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
+  else to.clear();
+}
+
 std::string column_text(sqlite3_stmt* s, int i) {
   const auto* p = static_cast<const char*>(sqlite3_column_blob(s, i));
   return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
@@ -67,7 +75,7 @@ SqliteBuffer::~SqliteBuffer() {
 
 void SqliteBuffer::close_db() {
   // Statements first: sqlite3_close_v2 would otherwise defer the close.
-  for (Stmt* st : {&insert_, &delete_, &select_after_, &select_one_, &oldest_after_, &update_next_seq_, &begin_,
+  for (Stmt* st : {&insert_, &delete_, &delete_range_, &select_after_, &select_one_, &oldest_after_, &update_next_seq_, &begin_,
                    &commit_, &rollback_, &oldest_})
     st->reset();
   db_.reset();
@@ -186,7 +194,7 @@ Status SqliteBuffer::init(bool& unusable) {
     Stmt* stmt;
     const char* sql;
   };
-  const Prep preps[] = {{&insert_, sql::kInsert},          {&delete_, sql::kDelete},
+  const Prep preps[] = {{&insert_, sql::kInsert},          {&delete_, sql::kDelete}, {&delete_range_, sql::kDeleteRange},
                         {&select_after_, sql::kSelectAfter}, {&select_one_, sql::kSelectOne},
                         {&oldest_after_, sql::kOldestAfter}, {&update_next_seq_, sql::kUpdateNextSeq},
                         {&begin_, sql::kBegin},              {&commit_, sql::kCommit},
@@ -360,6 +368,14 @@ void SqliteBuffer::salvage(const std::string& from) {
   }
 }
 
+int SqliteBuffer::delete_range(std::uint64_t first, std::uint64_t last) {
+  sqlite3_stmt* d = delete_range_.get();
+  Reset reset{d};
+  sqlite3_bind_int64(d, 1, static_cast<sqlite3_int64>(first));
+  sqlite3_bind_int64(d, 2, static_cast<sqlite3_int64>(last));
+  return sqlite3_step(d);
+}
+
 int SqliteBuffer::delete_row(std::uint64_t seq, std::uint64_t& size) {
   sqlite3_stmt* d = delete_.get();
   Reset reset{d};
@@ -433,6 +449,13 @@ Result<std::size_t> SqliteBuffer::drop_to_cap() {
 }
 
 Result<AppendResult> SqliteBuffer::append(std::span<Record> records) {
+  // The forwarder first: its claims and acks are short, appends are long,
+  // and a mutex without fairness lets the writer, which always has the next
+  // batch ready, take it back again and again. Bounded: the writer never
+  // waits here longer than kYieldToForwarder.
+  const auto give_up = std::chrono::steady_clock::now() + kYieldToForwarder;
+  while (forwarder_waiting_.load(std::memory_order_acquire) > 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::yield();
   std::lock_guard<std::timed_mutex> lock(mu_);
   const PublishRows publish{*this};
   auto res = append_locked(records);
@@ -582,17 +605,17 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
 Status SqliteBuffer::read_row(sqlite3_stmt* s, StoredRecord& out) {
   out.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
   out.rec.stream = static_cast<Stream>(sqlite3_column_int(s, 1));
-  out.rec.key = column_text(s, 2);
+  assign_text(out.rec.key, s, 2);
   out.rec.ts_us = sqlite3_column_int64(s, 3);
-  out.rec.source = column_text(s, 4);
-  out.rec.schema = column_text(s, 5);
-  out.rec.value = column_text(s, 6);
-  out.rec.error = column_text(s, 7);
+  assign_text(out.rec.source, s, 4);
+  assign_text(out.rec.schema, s, 5);
+  assign_text(out.rec.value, s, 6);
+  assign_text(out.rec.error, s, 7);
   return Status::ok();
 }
 
-Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, std::vector<StoredRecord>& out,
-                                 std::uint64_t& hwm, bool live) {
+Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Claimed& out, std::uint64_t& hwm,
+                                 bool live) {
   if (max_rows == 0) return Status::ok();
   sqlite3_stmt* s = select_after_.get();
   Reset reset{s};
@@ -607,9 +630,9 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, std:
     const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
     hwm = seq;
     if (!live && live_claimed_.erase(seq)) continue;
-    out.emplace_back();
-    (void)read_row(s, out.back());
-    in_flight_.insert(seq);
+    StoredRecord& r = out.next();
+    (void)read_row(s, r);
+    in_flight_.emplace(seq, row_size(r.rec));
     if (live) live_claimed_.insert(seq);
     ++got;
   }
@@ -618,8 +641,9 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, std:
   return Status::ok();
 }
 
-Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out) {
-  std::lock_guard<std::timed_mutex> lock(mu_);
+Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& records) {
+  const ForwarderTurn turn{*this};
+  Claimed out{records};
   // Released rows first, oldest first.
   while (out.size() < max_rows && !released_.empty()) {
     const std::uint64_t seq = *released_.begin();
@@ -633,9 +657,9 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
       released_.insert(seq);
       return error("read released row", rc);
     }
-    out.emplace_back();
-    (void)read_row(s, out.back());
-    in_flight_.insert(seq);
+    StoredRecord& r = out.next();
+    (void)read_row(s, r);
+    in_flight_.emplace(seq, row_size(r.rec));
   }
   if (out.size() >= max_rows) return Status::ok();
   const std::size_t room = max_rows - out.size();
@@ -655,7 +679,7 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& out)
 }
 
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {
-  std::lock_guard<std::timed_mutex> lock(mu_);
+  const ForwarderTurn turn{*this};
   if (seqs.empty()) return Status::ok();
   const PublishRows publish{*this};
   Status s = ack_locked(seqs);
@@ -672,12 +696,36 @@ Status SqliteBuffer::ack_locked(std::span<const std::uint64_t> seqs) {
   sqlite3_reset(begin_.get());
   if (rc != SQLITE_DONE) return error("begin", rc);
   std::uint64_t freed = 0, deleted = 0;
-  for (std::uint64_t seq : seqs) {
-    std::uint64_t size = 0;
-    rc = delete_row(seq, size);
-    if (rc == SQLITE_DONE && size > 0) {
-      freed += size;
-      ++deleted;
+  // In-flight rows exist (only an ack deletes them) and their sizes were
+  // noted at claim: runs of consecutive in-flight seqs go in one range
+  // delete each, without reading anything back. Any other seq (acked after
+  // a release, say) is deleted on its own and reports its size.
+  sorted_acks_.assign(seqs.begin(), seqs.end());
+  std::sort(sorted_acks_.begin(), sorted_acks_.end());
+  sorted_acks_.erase(std::unique(sorted_acks_.begin(), sorted_acks_.end()), sorted_acks_.end());
+  for (std::size_t i = 0; i < sorted_acks_.size();) {
+    auto it = in_flight_.find(sorted_acks_[i]);
+    if (it == in_flight_.end()) {
+      std::uint64_t size = 0;
+      rc = delete_row(sorted_acks_[i], size);
+      if (rc == SQLITE_DONE && size > 0) {
+        freed += size;
+        ++deleted;
+      }
+      ++i;
+    } else {
+      std::size_t j = i;
+      // std::map iterates in seq order: a run continues while the next
+      // acked seq is also the next in-flight one and consecutive.
+      while (j < sorted_acks_.size() && it != in_flight_.end() && it->first == sorted_acks_[j] &&
+             (j == i || sorted_acks_[j] == sorted_acks_[j - 1] + 1)) {
+        freed += it->second;
+        ++deleted;
+        ++it;
+        ++j;
+      }
+      rc = delete_range(sorted_acks_[i], sorted_acks_[j - 1]);
+      i = j;
     }
     if (rc != SQLITE_DONE) {
       Status s = error("delete acknowledged row", rc);
@@ -706,7 +754,7 @@ Status SqliteBuffer::ack_locked(std::span<const std::uint64_t> seqs) {
 void SqliteBuffer::release(std::span<const std::uint64_t> seqs) {
   std::lock_guard<std::timed_mutex> lock(mu_);
   for (std::uint64_t seq : seqs) {
-    if (in_flight_.erase(seq)) released_.insert(seq);
+    if (in_flight_.erase(seq)) released_.insert(seq);  // its size is read again when re-claimed
   }
 }
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -100,14 +101,30 @@ class SqliteBuffer final : public Buffer {
   // Claims up to max_rows rows after `after` in seq order, moving `hwm`.
   // live: the live side of Replay::kLiveFirst (remembers what it took);
   // else the backlog cursor (passes over what the live side took).
-  Status claim_after(std::uint64_t after, std::size_t max_rows, std::vector<StoredRecord>& out, std::uint64_t& hwm,
-                     bool live);
+  // A claim's output: fills the caller's records from the first, reusing
+  // their strings' storage, and cuts the vector to what was filled.
+  struct Claimed {
+    std::vector<StoredRecord>& records;
+    std::size_t n = 0;
+    explicit Claimed(std::vector<StoredRecord>& r) : records(r) {}
+    ~Claimed() { records.resize(n); }
+    Claimed(const Claimed&) = delete;
+    Claimed& operator=(const Claimed&) = delete;
+    StoredRecord& next() {
+      if (n == records.size()) records.emplace_back();
+      return records[n++];
+    }
+    std::size_t size() const { return n; }
+  };
+  Status claim_after(std::uint64_t after, std::size_t max_rows, Claimed& out, std::uint64_t& hwm, bool live);
   Status exec(const char* sql);
   Status error(const char* what, int rc) const;
   Status read_row(sqlite3_stmt* s, StoredRecord& out);
   // Deletes one row; `size` is its accounted size, 0 when it was not there.
   // Returns the SQLite result code (SQLITE_DONE on success).
   int delete_row(std::uint64_t seq, std::uint64_t& size);
+  // Deletes seqs first..last (rows whose sizes are known).
+  int delete_range(std::uint64_t first, std::uint64_t last);
   // Deletes the oldest droppable rows, inside the caller's transaction, until
   // `need` more bytes fit under cap_ (or nothing droppable is left); returns
   // how many.
@@ -116,16 +133,30 @@ class SqliteBuffer final : public Buffer {
   SqliteBufferOptions opts_;
   int lock_fd_ = -1;  // flock'ed PATH.lock, held for the buffer's lifetime
   std::timed_mutex mu_;
+  // Claims and acks (the forwarder) waiting for mu_: append() lets them go
+  // first, for at most kYieldToForwarder.
+  std::atomic<int> forwarder_waiting_{0};
+  static constexpr std::chrono::milliseconds kYieldToForwarder{20};
+  struct ForwarderTurn {
+    SqliteBuffer& b;
+    std::unique_lock<std::timed_mutex> lock;
+    explicit ForwarderTurn(SqliteBuffer& buf) : b(buf), lock(buf.mu_, std::defer_lock) {
+      b.forwarder_waiting_.fetch_add(1, std::memory_order_acq_rel);
+      lock.lock();
+      b.forwarder_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  };
   // Everything below is guarded by mu_.
   Db db_;
-  Stmt insert_, delete_, select_after_, select_one_, oldest_after_, update_next_seq_, begin_, commit_,
+  Stmt insert_, delete_, delete_range_, select_after_, select_one_, oldest_after_, update_next_seq_, begin_, commit_,
       rollback_, oldest_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t rows_ = 0;
   std::atomic<std::uint64_t> rows_published_{0};  // rows_ after the last operation
   std::uint64_t bytes_ = 0;
   std::uint64_t claimed_hwm_ = 0;      // every row <= this was claimed at some point since open
-  std::set<std::uint64_t> in_flight_;  // claimed, not acked or released
+  std::vector<std::uint64_t> sorted_acks_;  // ack_locked's scratch
+  std::map<std::uint64_t, std::uint64_t> in_flight_;  // claimed, not acked or released: seq -> row size  // claimed, not acked or released
   std::set<std::uint64_t> released_;   // <= claimed_hwm_, claimable again
   std::uint64_t dropped_oldest_total_ = 0;
   std::uint64_t dropped_newest_total_ = 0;

@@ -1,23 +1,41 @@
 #!/bin/sh
 # Runs the benchmarks (tests/bench/) on a release-like build and prints the
 # figures and ratios as Markdown for docs/BENCHMARKS.md.
+#
+#   scripts/bench.sh [--quick]
+#
+# --quick: shorter runs everywhere (minutes instead of about half an hour);
+# the figures are rougher. E2E_ARGS adds arguments to tests/bench/e2e_bench.py
+# (e.g. E2E_ARGS="--json /tmp/e2e.json").
 set -eu
 cd "$(dirname "$0")/.."
+QUICK=
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: scripts/bench.sh [--quick]" >&2; exit 2 ;;
+esac
 scripts/install-deps.sh
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DVANE_BUILD_TESTS=ON
 B=${BUILD_DIR:-build}
+if [ -n "$QUICK" ]; then
+  SCHEMA_TIME=0.5 REPS=2 BUFFER_TIME=0.2 MODBUS_S=5 MQTT_N=20000 E2E_MODE=--quick HTTP_S=8
+else
+  SCHEMA_TIME=2 REPS=3 BUFFER_TIME=1 MODBUS_S=20 MQTT_N=100000 E2E_MODE= HTTP_S=20
+fi
 out=$(mktemp)
-"$B/tests/bench/schema_bench" --benchmark_min_time=2 --benchmark_repetitions=3 \
+"$B/tests/bench/schema_bench" --benchmark_min_time=$SCHEMA_TIME --benchmark_repetitions=$REPS \
   --benchmark_report_aggregates_only=true --benchmark_format=json > "$out"
-python3 - "$out" <<'PY'
+python3 - "$out" "$REPS" <<'PY'
 import json, sys, platform, datetime, os
 r = json.load(open(sys.argv[1]))
+reps = int(sys.argv[2])
 med = {b["run_name"]: b["cpu_time"] for b in r["benchmarks"] if b.get("aggregate_name") == "median"}
 vane, base = med["BM_VaneCompiledSchema"], med["BM_TreeWalkingBaseline"]
 cpu = r["context"].get("host_name", "?"), r["context"]["num_cpus"], r["context"]["mhz_per_cpu"]
 print(f"### Schema check, {datetime.date.today()} ({platform.machine()}, {cpu[1]} cores @ {cpu[2]} MHz)")
 print()
-print("| benchmark | ns per reading (median of 3) |")
+print(f"| benchmark | ns per reading (median of {reps}) |")
 print("|---|---|")
 print(f"| vane compiled schema on the Reading | {vane:.0f} |")
 print(f"| baseline: reading -> nlohmann::json, tree-walking validator | {base:.0f} |")
@@ -27,12 +45,13 @@ PY
 rm -f "$out"
 echo
 out=$(mktemp)
-"$B/tests/bench/buffer_bench" --benchmark_min_time=1 --benchmark_repetitions=5 \
+"$B/tests/bench/buffer_bench" --benchmark_min_time=$BUFFER_TIME --benchmark_repetitions=$((REPS + 2)) \
   --benchmark_enable_random_interleaving=true \
   --benchmark_report_aggregates_only=true --benchmark_format=json > "$out"
-python3 - "$out" <<'PY'
+python3 - "$out" "$((REPS + 2))" <<'PY'
 import json, sys, platform, datetime
 r = json.load(open(sys.argv[1]))
+reps = int(sys.argv[2])
 # run_name: BM_Vane/<level>/<batch>/real_time or BM_Ceiling/...
 med, cv = {}, {}
 for b in r["benchmarks"]:
@@ -52,16 +71,16 @@ for batch in sorted({k[2] for k in med}):
         v, c = med[("BM_Vane", level, batch)], med[("BM_Ceiling", level, batch)]
         print(f"| {batch} | {level} | {v:,.0f} | {c:,.0f} | {v / c:.2f} |")
 print()
-print("Median of 5 repetitions (interleaved), wall-clock time, same run.")
+print(f"Median of {reps} repetitions (interleaved), wall-clock time, same run.")
 noisy = [f"{k[0][3:].lower()} {k[1]}/{k[2]} ({v:.0%})" for k, v in sorted(cv.items()) if v > 0.2]
 if noisy:
     print("Spread over 20 % (coefficient of variation): " + ", ".join(noisy) + ".")
 PY
 rm -f "$out"
 echo
-python3 - "$B" <<'PY'
+python3 - "$B" "$MODBUS_S" <<'PY'
 import json, subprocess, sys, datetime, platform
-out = subprocess.run(["/usr/bin/python3", "tests/bench/modbus_bench.py", "--build", sys.argv[1], "--seconds", "20"],
+out = subprocess.run(["/usr/bin/python3", "tests/bench/modbus_bench.py", "--build", sys.argv[1], "--seconds", sys.argv[2]],
                      capture_output=True, text=True, check=True).stdout
 r = json.loads(out.strip().splitlines()[-1])
 print(f"### Modbus polling, {datetime.date.today()} ({platform.machine()})")
@@ -74,9 +93,9 @@ print("|---|---|---|")
 print(f"| {r['cpu_us_per_register_read']} µs | {r['cpu_percent']} % | {r['readings']} |")
 PY
 echo
-python3 - "$B" <<'PY'
+python3 - "$B" "$MQTT_N" <<'PY'
 import json, subprocess, sys, datetime, platform
-out = subprocess.run(["/usr/bin/python3", "tests/bench/mqtt_bench.py", "--build", sys.argv[1], "--messages", "100000"],
+out = subprocess.run(["/usr/bin/python3", "tests/bench/mqtt_bench.py", "--build", sys.argv[1], "--messages", sys.argv[2]],
                      capture_output=True, text=True, check=True).stdout
 r = json.loads(out.strip().splitlines()[-1])
 print(f"### MQTT ingest, {datetime.date.today()} ({platform.machine()})")
@@ -85,3 +104,12 @@ print("| published (QoS 1) | committed | lost | end to end | vane CPU per messag
 print("|---|---|---|---|---|")
 print(f"| {r['published']} | {r['committed']} | {r['lost']} | {r['messages_per_s']} msg/s | {r['cpu_us_per_message']} µs |")
 PY
+echo
+# End to end, with its ceilings and collectd as the Modbus peer: absolute
+# figures, ratios (vane / ceiling, vane / peer) and the targets, as Markdown.
+# shellcheck disable=SC2086 # E2E_MODE and E2E_ARGS are word lists
+/usr/bin/python3 tests/bench/e2e_bench.py --build "$B" $E2E_MODE ${E2E_ARGS:-}
+echo
+# What watching costs: /metrics scraped every second and the status page
+# open, against idle, rounds alternating.
+/usr/bin/python3 tests/bench/http_bench.py --build "$B" --seconds "$HTTP_S"

@@ -29,7 +29,10 @@ class FakeBuffer final : public Buffer {
     }
     return r;
   }
-  Status claim(std::size_t, std::vector<StoredRecord>&) override { return Status::ok(); }
+  Status claim(std::size_t, std::vector<StoredRecord>& out) override {
+    out.clear();
+    return Status::ok();
+  }
   Status ack(std::span<const std::uint64_t>) override { return Status::ok(); }
   void release(std::span<const std::uint64_t>) override {}
   BufferStats stats() override { return {}; }
