@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <map>
 #include <string>
@@ -77,8 +78,10 @@ class PromText {
       out.append(std::to_string(static_cast<std::int64_t>(v)));
       return;
     }
+    // The shortest of %.15g and %.17g that reads back as the same double.
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
+    std::snprintf(buf, sizeof buf, "%.15g", v);
+    if (std::strtod(buf, nullptr) != v) std::snprintf(buf, sizeof buf, "%.17g", v);
     out.append(buf);
   }
 

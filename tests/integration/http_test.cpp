@@ -229,6 +229,58 @@ TEST(Http, HealthFlipsWhenASourceHangsNotOnAKafkaOutage) {
   EXPECT_TRUE(vane.stop());
 }
 
+#ifdef VANE_TEST_MODBUS
+TEST(Http, ModbusDevicesAreCountedOneByOneAndADeadSlaveIsNotAStall) {
+  TempDir dir("vane-http-");
+  MockKafka kafka;
+  const std::string brokers = kafka.start(1, {}, dir.file("mock.stderr"));
+  ASSERT_FALSE(brokers.empty()) << kafka.last_error();
+  ChildProcess sim({std::string(VANE_BINARY_DIR) + "/simulator/vane-sim", "modbus", "--listen", "127.0.0.1:0",
+                    "--turbines", "2"},
+                   dir.file("sim.stderr"));
+  auto line = sim.read_line(deadline_in(10s));
+  ASSERT_TRUE(line && line->rfind("LISTENING ", 0) == 0);
+  const std::string port = line->substr(line->rfind(':') + 1);
+  // Units 1 and 2 answer; unit 9 does not exist: every poll of it times out.
+  write_file(dir.file("vane.jsonc"),
+             "{ \"gateway\": { \"id\": \"gw-test\" }, \"buffer\": { \"path\": \"" + dir.file("b.db") + "\" },\n"
+             "  \"kafka\": { \"brokers\": \"" + brokers + "\" },\n"
+             "  \"sources\": [ { \"name\": \"park\", \"type\": \"modbus_tcp\", \"host\": \"127.0.0.1\", \"port\": " + port +
+             ", \"interval_ms\": 200, \"timeout_ms\": 100, \"device_field\": \"turbine_id\",\n"
+             "    \"devices\": [ { \"id\": \"T-001\", \"unit_id\": 1 }, { \"id\": \"T-002\", \"unit_id\": 2 },"
+             " { \"id\": \"T-009\", \"unit_id\": 9 } ],\n"
+             "    \"registers\": [ { \"field\": \"wind_speed\", \"table\": \"input\", \"address\": 0, \"type\": \"float32\" } ] } ],\n"
+             "  \"http\": { \"listen\": \"127.0.0.1:0\", \"stall_after_ms\": 2000 } }\n");
+  Agent vane(dir.file("vane.jsonc"), dir.file("vane.stderr"));
+  ASSERT_GT(vane.port(), 0) << vane.proc().captured_stderr();
+  Samples s;
+  auto at = [&](const std::string& k) { return s.count(k) ? s.at(k) : -1.0; };
+  ASSERT_TRUE(wait_until([&] {
+    s = vane.metrics();
+    return at(R"(vane_modbus_request_errors_total{source="park",device="T-009",kind="timeout"})") >= 3 &&
+           at(R"(vane_readings_total{source="park",outcome="accepted"})") >= 6;
+  }, 20s)) << vane.proc().captured_stderr();
+  EXPECT_EQ(at(R"(vane_modbus_request_errors_total{source="park",device="T-001",kind="timeout"})"), 0);
+  EXPECT_GE(at(R"(vane_modbus_polls_total{source="park",device="T-002"})"), 3);
+  EXPECT_GT(at(R"(vane_modbus_request_duration_seconds_count{source="park",device="T-001"})"), 0);
+  EXPECT_GT(at(R"(vane_source_expected_interval_seconds{source="park"})"), 0.2);
+  EXPECT_EQ(promtool_check(vane.get("/metrics")->body), "");
+  // The dead slave costs a timeout per poll; the source goes round its loop:
+  // no stall, for longer than the stall window.
+  const auto until = Clock::now() + 3s;
+  std::pair<int, json> h;
+  while (Clock::now() < until) {
+    h = vane.health();
+    ASSERT_EQ(h.first, 200) << h.second.dump();
+  }
+  EXPECT_EQ(h.second["sources"][0]["state"], "up");
+  EXPECT_GT(h.second["sources"][0]["errors"].get<int>(), 0);
+  const std::string dead = "T-009";
+  EXPECT_EQ(vane.get("/api/v1/latest?device=" + dead)->status, 404) << "never read, so never shown";
+  EXPECT_TRUE(vane.stop());
+}
+#endif
+
 TEST(Http, TokenOrPasswordGuardsEveryPath) {
   TempDir dir("vane-http-");
   MockKafka kafka;
