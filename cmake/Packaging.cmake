@@ -33,8 +33,16 @@ install(FILES
           ${PROJECT_SOURCE_DIR}/docs/CONFIG.md
           ${PROJECT_SOURCE_DIR}/docs/MODBUS.md
           ${PROJECT_SOURCE_DIR}/docs/MQTT.md
+          ${PROJECT_SOURCE_DIR}/docs/OBSERVABILITY.md
           ${PROJECT_SOURCE_DIR}/docs/RELIABILITY.md
         DESTINATION share/doc/vane)
+# For the monitoring host: the Grafana dashboard and the alert rules.
+install(FILES
+          ${PROJECT_SOURCE_DIR}/monitoring/README.md
+          ${PROJECT_SOURCE_DIR}/monitoring/grafana/vane-dashboard.json
+          ${PROJECT_SOURCE_DIR}/monitoring/prometheus/vane-alerts.yml
+          ${PROJECT_SOURCE_DIR}/monitoring/prometheus/scrape-example.yml
+        DESTINATION share/vane/monitoring)
 
 # Debian architecture of the target, not of the build machine: a cross
 # toolchain sets CMAKE_SYSTEM_PROCESSOR (aarch64, arm), where

@@ -83,6 +83,9 @@ has /etc/vane/vane.jsonc -rw-r--r--
 for f in "$src"/examples/schemas/*.json; do has "/usr/share/vane/schemas/$(basename "$f")" -rw-r--r--; done
 has /usr/share/doc/vane/README.md -rw-r--r--
 for f in "$src"/docs/*.md; do has "/usr/share/doc/vane/$(basename "$f")" -rw-r--r--; done
+for f in README.md vane-dashboard.json vane-alerts.yml scrape-example.yml; do
+  has "/usr/share/vane/monitoring/$f" -rw-r--r--
+done
 if grep -v -e ' \./etc/' -e ' \./usr/' -e ' \./$' "$work/files" | grep -q .; then
   fail "files outside /etc and /usr: $(grep -v -e ' \./etc/' -e ' \./usr/' -e ' \./$' "$work/files" | tr '\n' ' ')"
 fi
