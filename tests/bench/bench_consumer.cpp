@@ -50,6 +50,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "support/kafka_reader.h"
+
 namespace {
 
 std::int64_t now_us() {
@@ -209,35 +211,22 @@ int main(int argc, char** argv) {
   }
   rd_kafka_poll_set_consumer(rk);
 
-  // Every partition of every topic, from the beginning.
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(16);
+  // Every partition of every topic, from the beginning (the test support's
+  // metadata lookup, retried until a deadline: the helper may be starting).
+  vane::test::OffsetMap partitions;
   for (const std::string& t : topics) {
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, t.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    bool ok = false;
-    for (int attempt = 0; attempt < 100 && !ok; ++attempt) {
-      if (rd_kafka_metadata(rk, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-          md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topics[0].partition_cnt > 0) {
-        for (int p = 0; p < md->topics[0].partition_cnt; ++p)
-          rd_kafka_topic_partition_list_add(list, t.c_str(), md->topics[0].partitions[p].id)->offset =
-              RD_KAFKA_OFFSET_BEGINNING;
-        ok = true;
+    const auto deadline = vane::test::deadline_in(std::chrono::seconds(30));
+    while (!vane::test::add_partitions(rk, t, deadline, partitions)) {
+      if (vane::test::Clock::now() >= deadline) {
+        std::fprintf(stderr, "vane-bench-consumer: no metadata for topic %s\n", t.c_str());
+        return 1;
       }
-      if (md) rd_kafka_metadata_destroy(md);
-      md = nullptr;
-      if (!ok) usleep(100000);
-    }
-    rd_kafka_topic_destroy(rkt);
-    if (!ok) {
-      std::fprintf(stderr, "vane-bench-consumer: no metadata for topic %s\n", t.c_str());
-      return 1;
     }
   }
-  if (rd_kafka_assign(rk, list) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (!vane::test::assign_partitions(rk, partitions)) {
     std::fprintf(stderr, "vane-bench-consumer: assign failed\n");
     return 1;
   }
-  rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(rk);
 
   FILE* dump = dump_path.empty() ? nullptr : std::fopen(dump_path.c_str(), "w");

@@ -1,8 +1,10 @@
-// The payloads the ceilings (sqlite_ceiling, kafka_bench) write: real
+// Shared by the ceilings. The payloads the ceilings (sqlite_ceiling, kafka_bench) write: real
 // messages vane produced, captured by e2e_bench.py as a TSV file (key,
 // source, schema, value), or without one a built-in set shaped like what
 // agent/serialize.cpp writes for the simulator's turbine model.
 #pragma once
+
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <fstream>
@@ -42,6 +44,14 @@ inline std::vector<Payload> load_payloads(const std::string& path) {
     out.push_back({line.substr(0, a), line.substr(a + 1, b - a - 1), line.substr(b + 1, c - b - 1), line.substr(c + 1)});
   }
   return out;
+}
+
+// This process's user plus system CPU time, seconds.
+inline double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 inline std::vector<Payload> payloads_from(const std::string& path) {

@@ -10,16 +10,8 @@ import subprocess
 import sys
 import time
 
-
-def wait_until(pred, timeout_s, interval_s=0.05):
-    """Polls pred() until it holds or timeout_s passes; True if it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if pred():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from polling import wait_until  # noqa: E402,F401  (re-exported for the bench scripts)
 
 
 def log(*args):
@@ -251,20 +243,20 @@ class Consumer:
     def wait_quiet(self, want=None, quiet_s=2.0, timeout=60):
         """Until `want` unique vane-seqs were seen (if given), or nothing new
         arrived for quiet_s, or timeout; returns the last stats."""
-        deadline = time.monotonic() + timeout
-        last, since = -1, time.monotonic()
-        while True:
-            st = self.stats()
+        seen = {"st": None, "n": -1, "since": time.monotonic()}
+
+        def settled():
+            st = seen["st"] = self.stats()
             n = sum(v["unique"] for v in st["sources"].values())
             if want is not None and n >= want:
-                return st
-            if n != last:
-                last, since = n, time.monotonic()
-            elif time.monotonic() - since >= quiet_s:
-                return st
-            if time.monotonic() >= deadline:
-                return st
-            time.sleep(0.1)
+                return True
+            if n != seen["n"]:
+                seen["n"], seen["since"] = n, time.monotonic()
+                return False
+            return time.monotonic() - seen["since"] >= quiet_s
+
+        wait_until(settled, timeout, interval_s=0.1)
+        return seen["st"]
 
 
 def now_us():

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_util import Consumer, KafkaMock, Procs, Vane, install_signal_cleanup, log  # noqa: E402
+from bench_util import Consumer, KafkaMock, Procs, Vane, install_signal_cleanup, log, wait_until  # noqa: E402
 from e2e_bench import READ_TOPICS, TOPICS, sim, vane_cfg  # noqa: E402
 
 
@@ -49,7 +49,8 @@ def main():
     ap.add_argument("--rate", default="max")
     ap.add_argument("--sync", default="normal")
     ap.add_argument("--seconds", type=float, default=15)
-    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--warmup-readings", type=int, default=20000,
+                    help="profile once the consumer has read this many (start-up is not what is profiled)")
     ap.add_argument("--freq", type=int, default=499)
     ap.add_argument("--out")
     ap.add_argument("--limit", type=float, default=1.5, help="percent below which symbols are not printed")
@@ -72,7 +73,8 @@ def main():
             v = Vane(procs, build, work, vane_cfg(work, mock.bootstrap, [sim("sim", rate=rate)], sync=a.sync,
                                                  max_bytes="32GiB"))
             v.wait_running()
-            time.sleep(a.warmup)  # start-up is not what is profiled
+            if not wait_until(lambda: cons.unique() >= a.warmup_readings, 60, interval_s=0.1):
+                raise RuntimeError(f"fewer than {a.warmup_readings} readings reached Kafka within 60 s")
             t0, u0 = thread_cpu(v.pid), cons.unique()
             w0 = time.monotonic()
             r = subprocess.run(["perf", "record", "-q", "-F", str(a.freq), "--call-graph", "dwarf,16384", "-p",

@@ -37,12 +37,7 @@ namespace {
 
 using vane::bench::Payload;
 
-double cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
+using vane::bench::cpu_seconds;
 
 int usage() {
   std::fprintf(stderr,

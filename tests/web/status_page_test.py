@@ -32,6 +32,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from polling import wait_until  # noqa: E402
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
@@ -200,17 +203,6 @@ def run_url(url, source, device, screenshot):
 
 
 # --- build mode: the real vane ------------------------------------------------
-
-def wait_until(pred, timeout_s, interval_s=0.1):
-    """Polls pred() until it holds or timeout_s passes; True if it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if pred():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
-
 
 def line_from(proc, prefix, timeout_s):
     """The rest of the first stdout line of proc starting with prefix, within timeout_s."""
