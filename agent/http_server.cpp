@@ -1,8 +1,10 @@
 #include "http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -90,6 +92,13 @@ Status HttpServer::start() {
   s.set_write_timeout(5, 0);
   s.set_keep_alive_timeout(5);
   s.set_payload_max_length(4096);
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, with which
+  // a second vane (or anything else) binds the same port without an error
+  // and scrapes land on either at random.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (authorized(req.get_header_value("Authorization"))) return httplib::Server::HandlerResponse::Unhandled;
     res.status = 401;
@@ -138,7 +147,15 @@ Status HttpServer::start() {
     server_.reset();
     return Status::unavailable("http.listen: cannot listen on " + opts_.listen + ": " + std::strerror(errno));
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  listening_done_ = false;
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listening_done_ = true;
+  });
+  // httplib's stop() does nothing until the serving loop has marked itself
+  // running: a stop that came first would leave the loop running and the
+  // join at shutdown waiting forever. So start() returns only once it runs.
+  while (!server_->is_running() && !listening_done_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   if (!is_loopback(host))
     VANE_LOG_WARN("http: serving on %s, not loopback: whoever reaches it reads every sensor's latest values%s",
                   opts_.listen.c_str(), expected_auth_.empty() ? " (and no authentication is set)" : "");

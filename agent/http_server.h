@@ -4,6 +4,7 @@
 // waits on the buffer at most a bounded time.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,6 +46,7 @@ class HttpServer {
   std::string expected_auth_;  // the whole Authorization header value, or ""
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listening_done_{false};  // listen_after_bind() returned
   int port_ = 0;
 };
 

@@ -34,6 +34,7 @@ inline std::string sim_config(const std::string& buffer_path, const std::string&
          "  \"buffer\": { \"path\": \"" + buffer_path + "\"" + buffer_extra + " },\n"
          "  \"kafka\": { \"brokers\": \"" + brokers + "\", \"topic\": \"telemetry\",\n"
          "             \"dead_letter_topic\": \"telemetry.dlq\", \"shutdown_timeout_ms\": 3000" + kafka_extra + " },\n"
+         "  \"http\": { \"listen\": \"\" },\n"  // tests that want it set their own (port 0)
          "  \"schemas\": { \"turbine\": \"" + source_dir() + "/examples/schemas/turbine.schema.json\" },\n"
          "  \"sources\": [ { \"name\": \"sim\", \"type\": \"simulator\", \"model\": \"turbine\",\n"
          "                 \"schema\": \"turbine\", " + sim_knobs + " } ]\n"

@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -79,9 +80,8 @@ class Agent {
 std::string config(const std::string& dir, const std::string& brokers, const std::string& sim_knobs,
                    const std::string& http_extra = "") {
   std::string c = sim_config(dir + "/buffer.db", brokers, sim_knobs);
-  const auto last = c.rfind('}');
-  c.insert(last, ",\n  \"http\": { \"listen\": \"127.0.0.1:0\"" + http_extra + " }\n");
-  // The insert lands after the sources array's closing bracket.
+  const std::string off = "\"http\": { \"listen\": \"\" }";
+  c.replace(c.find(off), off.size(), "\"http\": { \"listen\": \"127.0.0.1:0\"" + http_extra + " }");
   return c;
 }
 
@@ -280,6 +280,37 @@ TEST(Http, ModbusDevicesAreCountedOneByOneAndADeadSlaveIsNotAStall) {
   EXPECT_TRUE(vane.stop());
 }
 #endif
+
+// A SIGTERM right after the endpoint starts still stops vane (httplib's
+// stop() is a no-op until its loop runs), and a second vane cannot share
+// the port (no SO_REUSEPORT): it says so and runs on without the endpoint.
+TEST(Http, StopsRightAfterStartAndNeverSharesItsPort) {
+  TempDir dir("vane-http-");
+  MockKafka kafka;
+  const std::string brokers = kafka.start(1, {}, dir.file("mock.stderr"));
+  ASSERT_FALSE(brokers.empty()) << kafka.last_error();
+  write_file(dir.file("vane.jsonc"), config(dir.path(), brokers, "\"devices\": 2, \"interval_ms\": 100"));
+  for (int i = 0; i < 10; ++i) {
+    Agent vane(dir.file("vane.jsonc"), dir.file("vane.stderr"));
+    ASSERT_GT(vane.port(), 0) << vane.proc().captured_stderr();
+    ASSERT_TRUE(vane.stop()) << "run " << i << ": no exit 0 within 15 s of SIGTERM";
+  }
+  Agent first(dir.file("vane.jsonc"), dir.file("first.stderr"));
+  ASSERT_GT(first.port(), 0);
+  std::string second_cfg = config(dir.path() + "/2", brokers, "\"devices\": 2, \"interval_ms\": 100");
+  std::filesystem::create_directory(dir.path() + "/2");
+  const std::string any = "\"listen\": \"127.0.0.1:0\"";
+  second_cfg.replace(second_cfg.find(any), any.size(), "\"listen\": \"127.0.0.1:" + std::to_string(first.port()) + "\"");
+  write_file(dir.file("second.jsonc"), second_cfg);
+  ChildProcess second({vane_bin(), "run", "--config", dir.file("second.jsonc")}, dir.file("second.stderr"));
+  EXPECT_TRUE(wait_until([&] { return second.captured_stderr().find("Address already in use; running without") != std::string::npos; }, 20s))
+      << second.captured_stderr();
+  EXPECT_TRUE(second.running()) << "the pipeline runs on without its endpoint";
+  EXPECT_EQ(first.health().first, 200);
+  second.send_signal(SIGTERM);
+  EXPECT_EQ(second.wait_exit(deadline_in(15s)), 0);
+  EXPECT_TRUE(first.stop());
+}
 
 TEST(Http, TokenOrPasswordGuardsEveryPath) {
   TempDir dir("vane-http-");
