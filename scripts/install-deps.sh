@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs everything vane needs to build, run and test, from the Debian 12
 # archive. Used by both README commands and by CI. Idempotent: skips apt when
-# every package is already installed.
+# every package is already installed. The JDK and Maven are for the tests'
+# Apache Kafka peer (scripts/install-kafka.sh fetches Kafka itself).
 set -eu
 
 PACKAGES="build-essential cmake ninja-build pkg-config git
@@ -9,7 +10,8 @@ PACKAGES="build-essential cmake ninja-build pkg-config git
   libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libpcre2-dev systemd libgtest-dev libgmock-dev libbenchmark-dev
   dpkg-dev file json-schema-test-suite kcat mosquitto mosquitto-clients openssl python3 python3-pymodbus python3-serial python3-serial-asyncio socat
-  prometheus chromium collectd-core"
+  prometheus chromium collectd-core
+  openjdk-17-jre-headless maven"
 
 missing=""
 for p in $PACKAGES; do
