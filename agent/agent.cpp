@@ -1,10 +1,12 @@
 #include "agent.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <set>
@@ -26,6 +28,9 @@
 
 namespace vane {
 namespace {
+
+// The account the unit runs as (systemd/vane.service User=, vane.sysusers).
+constexpr const char* kServiceUser = "vane";
 
 void print_issues(const ConfigLoad& load) {
   for (const auto& w : load.warnings) std::fprintf(stderr, "%s\n", w.to_string().c_str());
@@ -206,7 +211,7 @@ class StatusReporter {
                   ", dropped %" PRIu64 ", uplink %s",
                   static_cast<double>(in - last_in_) / dt, static_cast<double>(out - last_out_) / dt,
                   st.rows, human_bytes(st.bytes).c_str(), m_.rejected.load(), dropped,
-                  to_string(static_cast<UplinkState>(m_.uplink.load())));
+                  m_.uplink.summary().c_str());
     last_ = now;
     last_in_ = in;
     last_out_ = out;
@@ -223,13 +228,27 @@ class StatusReporter {
 }  // namespace
 
 int check_config(const std::string& path) {
-  ConfigLoad load = load_config(path);
+  // Outside the unit, its credentials do not exist yet; as root, also judge
+  // whether the service user could read the uplink's files.
+  LoadOptions options;
+  options.outside_service = std::getenv("CREDENTIALS_DIRECTORY") == nullptr;
+  if (geteuid() == 0 && getpwnam(kServiceUser) != nullptr) options.service_user = kServiceUser;
+  ConfigLoad load = load_config(path, options);
   print_issues(load);
   if (!load.ok()) return 2;
   std::map<std::string, std::unique_ptr<CompiledSchema>> schemas;
   if (!compile_schemas(load.config, schemas)) return 2;
   std::printf("%s: OK (%zu sources, %zu schemas)\n", path.c_str(), load.config.sources.size(),
               schemas.size());
+  const KafkaConfig& k = load.config.kafka;
+  if (const std::string protocol = kafka_security_protocol(k); !protocol.empty()) {
+    std::printf("kafka: %s", protocol.c_str());
+    if (k.sasl) std::printf(", %s as user %s", k.sasl->mechanism.c_str(), k.sasl->username.c_str());
+    if (k.tls) std::printf(", %s, host name %s", k.tls->cert_file.empty() ? "no client certificate" : "client certificate",
+                           k.tls->verify_hostname ? "verified" : "NOT verified");
+    if (!options.service_user.empty()) std::printf("; file access checked for user %s", options.service_user.c_str());
+    std::printf("\n");
+  }
   for (const auto& s : load.config.sources) {
     const std::string d = describe_source(s);
     if (!d.empty()) std::printf("source %s (%s): %s", s.name.c_str(), s.type.c_str(), d.c_str());

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config_map.h"
+#include "core/secret_file.h"
 #include "jsonc_locator.h"
 
 namespace vane {
@@ -86,8 +87,8 @@ bool parse_size(const std::string& s, std::uint64_t& out) {
 
 class Loader {
  public:
-  Loader(const std::string& text, std::string file, std::string base_dir)
-      : text_(text), file_(std::move(file)), base_(std::move(base_dir)), loc_(text) {}
+  Loader(const std::string& text, std::string file, std::string base_dir, LoadOptions options)
+      : text_(text), file_(std::move(file)), base_(std::move(base_dir)), options_(std::move(options)), loc_(text) {}
 
   ConfigLoad run() {
     ConfigLoad out;
@@ -186,16 +187,54 @@ class Loader {
     if (!obj.contains(key) || !obj[key].is_string()) return "";
     const std::string path = resolve(obj[key].get<std::string>());
     const std::string p = ptr + "/" + key;
-    std::ifstream in(path);
-    std::string line;
-    if (!in) {
-      error(p, "cannot read " + path + ": " + std::strerror(errno));
+    auto secret = read_secret_file(path);
+    if (!secret) {
+      error(p, secret.status().message());
       return "";
     }
-    std::getline(in, line);
+    std::string line = secret.value().substr(0, secret.value().find('\n'));
     while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
     if (line.empty()) error(p, path + " is empty");
     return line;
+  }
+
+  // A kafka.tls / kafka.sasl file: obj[key] resolved to an absolute path, ""
+  // when absent. It must be readable now (and by options_.service_user when
+  // set); with `secret`, its content (less one trailing newline) goes to
+  // *secret. Under /run/credentials/ and outside the unit, a file that does
+  // not exist is a warning: systemd makes it only while the unit runs.
+  std::string uplink_file(const json& obj, const std::string& ptr, const char* key, std::string* secret = nullptr) {
+    if (!obj.contains(key) || !obj[key].is_string()) return "";
+    const std::string p = ptr + "/" + key;
+    const std::string path = resolve(obj[key].get<std::string>());
+    if (path.empty()) {
+      error(p, "must not be empty");
+      return "";
+    }
+    const bool credential = path.rfind(kCredentialsRoot, 0) == 0;
+    Status readable = Status::ok();
+    if (secret) {
+      auto r = read_secret_file(path);
+      if (r) *secret = std::move(r.value());
+      else readable = r.status();
+    } else {
+      readable = check_readable_file(path);
+    }
+    if (!readable) {
+      std::error_code ec;
+      if (credential && options_.outside_service && !std::filesystem::exists(path, ec))
+        warning(p, path + " exists only while the unit runs (LoadCredential=): not checked now");
+      else
+        error(p, readable.message());
+      return path;
+    }
+    // systemd hands the unit its own credentials; elsewhere the mode decides.
+    if (!options_.service_user.empty() && !credential) {
+      const UserAccess a = file_readable_by(path, options_.service_user);
+      if (a.verdict == UserAccess::Verdict::kNotReadable) error(p, a.why);
+      else if (a.verdict == UserAccess::Verdict::kUnknown) warning(p, a.why);
+    }
+    return path;
   }
 
   std::string resolve(const std::string& p) const {
@@ -369,6 +408,81 @@ class Loader {
         else if (v.is_number()) out.properties[it.key()] = v.dump();
       }
     }
+    if (const json* t = object_at(k, "tls")) load_kafka_tls(*t, out);
+    if (const json* s = object_at(k, "sasl")) load_kafka_sasl(*s, out);
+    if (k.contains("properties") && k["properties"].is_object()) check_kafka_properties(k["properties"], out);
+    if (out.brokers == "embedded" && (out.tls || out.sasl))
+      error(out.tls ? "/kafka/tls" : "/kafka/sasl",
+            "the embedded cluster speaks PLAINTEXT only: kafka.tls and kafka.sasl need a real cluster");
+    else if (out.sasl && !out.tls)
+      warning("/kafka/sasl", "without kafka.tls the uplink is SASL_PLAINTEXT: the password (with PLAIN) and every "
+                             "reading travel unencrypted; add \"tls\" for SASL_SSL");
+  }
+
+  void load_kafka_tls(const json& t, KafkaConfig& out) {
+    check_table(t, "/kafka/tls", kafka_tls_table());
+    KafkaTlsConfig& tls = out.tls.emplace();
+    tls.ca_file = uplink_file(t, "/kafka/tls", "ca_file");
+    tls.cert_file = uplink_file(t, "/kafka/tls", "cert_file");
+    tls.key_file = uplink_file(t, "/kafka/tls", "key_file");
+    tls.key_password_file = uplink_file(t, "/kafka/tls", "key_password_file", &tls.key_password);
+    if (t.contains("verify_hostname") && t["verify_hostname"].is_boolean()) tls.verify_hostname = t["verify_hostname"];
+    if (t.contains("cert_file") != t.contains("key_file"))
+      error("/kafka/tls", "a client certificate needs both \"cert_file\" and \"key_file\"");
+    if (t.contains("key_password_file") && !t.contains("key_file"))
+      error("/kafka/tls/key_password_file", "a key passphrase without \"key_file\"");
+  }
+
+  void load_kafka_sasl(const json& s, KafkaConfig& out) {
+    check_table(s, "/kafka/sasl", kafka_sasl_table());
+    KafkaSaslConfig& sasl = out.sasl.emplace();
+    if (s.contains("mechanism") && s["mechanism"].is_string()) sasl.mechanism = s["mechanism"];
+    if (s.contains("username") && s["username"].is_string()) sasl.username = s["username"];
+    sasl.password_file = uplink_file(s, "/kafka/sasl", "password_file", &sasl.password);
+  }
+
+  // Secrets never inline; and with kafka.tls / kafka.sasl set, they alone
+  // make the security settings (one source of truth).
+  void check_kafka_properties(const json& props, const KafkaConfig& out) {
+    struct Rule {
+      const char* key;
+      const char* instead;
+    };
+    static const Rule kSecrets[] = {
+        {"sasl.password", "put it in a file and set kafka.sasl.password_file"},
+        {"ssl.key.password", "put it in a file and set kafka.tls.key_password_file"},
+        {"ssl.key.pem", "put the key in a file and set kafka.tls.key_file"},
+        {"ssl_key", "put the key in a file and set kafka.tls.key_file"},
+        {"ssl.keystore.password",
+         "convert the keystore to PEM files and set kafka.tls.cert_file and kafka.tls.key_file "
+         "(and kafka.tls.key_password_file)"},
+        {"sasl.oauthbearer.client.secret",
+         "vane takes SASL credentials only from files: set kafka.sasl (PLAIN or SCRAM) with kafka.sasl.password_file"},
+        {"sasl.oauthbearer.config",
+         "vane takes SASL credentials only from files: set kafka.sasl (PLAIN or SCRAM) with kafka.sasl.password_file"},
+    };
+    static const Rule kMadeByTlsOrSasl[] = {
+        {"security.protocol", "it follows from kafka.tls and kafka.sasl"},
+        {"sasl.mechanisms", "set by kafka.sasl.mechanism"},
+        {"sasl.mechanism", "set by kafka.sasl.mechanism"},
+        {"sasl.username", "set by kafka.sasl.username"},
+        {"ssl.ca.location", "set by kafka.tls.ca_file"},
+        {"ssl.ca.pem", "set by kafka.tls.ca_file"},
+        {"ssl.certificate.location", "set by kafka.tls.cert_file"},
+        {"ssl.certificate.pem", "set by kafka.tls.cert_file"},
+        {"ssl.key.location", "set by kafka.tls.key_file"},
+        {"ssl.keystore.location", "set by kafka.tls.cert_file and kafka.tls.key_file"},
+        {"ssl.endpoint.identification.algorithm", "set by kafka.tls.verify_hostname"},
+    };
+    for (auto it = props.begin(); it != props.end(); ++it) {
+      const std::string p = "/kafka/properties/" + pointer_token(it.key());
+      for (const Rule& r : kSecrets)
+        if (it.key() == r.key) error(p, std::string("a secret inline; ") + r.instead);
+      if (!out.tls && !out.sasl) continue;
+      for (const Rule& r : kMadeByTlsOrSasl)
+        if (it.key() == r.key)
+          error(p, std::string(r.instead) + "; with kafka.tls or kafka.sasl set, leave it out of kafka.properties");
+    }
   }
 
   void load_sources(const json& arr, Config& c) {
@@ -461,19 +575,70 @@ class Loader {
     if (s.contains("hang_file") && s["hang_file"].is_string()) o.hang_file = resolve(s["hang_file"]);
   }
 
+  static constexpr const char* kCredentialsRoot = "/run/credentials/";
+
   const std::string& text_;
   std::string file_, base_;
+  LoadOptions options_;
   JsoncLocator loc_;
   std::vector<ConfigIssue> errors_, warnings_;
 };
 
 }  // namespace
 
-ConfigLoad parse_config(const std::string& text, const std::string& file, const std::string& base_dir) {
-  return Loader(text, file, base_dir).run();
+std::string kafka_security_protocol(const KafkaConfig& cfg) {
+  if (cfg.tls && cfg.sasl) return "SASL_SSL";
+  if (cfg.tls) return "SSL";
+  if (cfg.sasl) return "SASL_PLAINTEXT";
+  return "";
 }
 
-ConfigLoad load_config(const std::string& path) {
+bool is_kafka_connection_property(const std::string& key) {
+  for (const char* prefix : {"security.", "sasl.", "ssl.", "socket."})
+    if (key.rfind(prefix, 0) == 0) return true;
+  for (const char* k : {"bootstrap.servers", "metadata.broker.list", "enable.ssl.certificate.verification",
+                        "enable.sasl.oauthbearer.unsecure.jwt", "broker.address.family"})
+    if (key == k) return true;
+  return false;
+}
+
+std::vector<KafkaProperty> kafka_connection_properties(const KafkaConfig& cfg, const std::string& bootstrap) {
+  std::vector<KafkaProperty> out;
+  out.push_back({"bootstrap.servers", bootstrap, "/kafka/brokers", false});
+  for (const auto& [k, v] : cfg.properties) {
+    // The loader refuses inline secrets; should one get here all the same
+    // (a config built in code), its value is still never shown.
+    const bool secret = k.find("password") != std::string::npos || k.find("secret") != std::string::npos ||
+                        k == "ssl.key.pem" || k == "sasl.oauthbearer.config";
+    if (is_kafka_connection_property(k)) out.push_back({k, v, "/kafka/properties/" + k, secret});
+  }
+  const std::string protocol = kafka_security_protocol(cfg);
+  if (!protocol.empty()) out.push_back({"security.protocol", protocol, cfg.tls ? "/kafka/tls" : "/kafka/sasl", false});
+  if (cfg.tls) {
+    const KafkaTlsConfig& t = *cfg.tls;
+    if (!t.ca_file.empty()) out.push_back({"ssl.ca.location", t.ca_file, "/kafka/tls/ca_file", false});
+    if (!t.cert_file.empty()) out.push_back({"ssl.certificate.location", t.cert_file, "/kafka/tls/cert_file", false});
+    if (!t.key_file.empty()) out.push_back({"ssl.key.location", t.key_file, "/kafka/tls/key_file", false});
+    if (!t.key_password.empty())
+      out.push_back({"ssl.key.password", t.key_password, "/kafka/tls/key_password_file", true});
+    out.push_back({"ssl.endpoint.identification.algorithm", t.verify_hostname ? "https" : "none",
+                   "/kafka/tls/verify_hostname", false});
+  }
+  if (cfg.sasl) {
+    const KafkaSaslConfig& a = *cfg.sasl;
+    out.push_back({"sasl.mechanisms", a.mechanism, "/kafka/sasl/mechanism", false});
+    out.push_back({"sasl.username", a.username, "/kafka/sasl/username", false});
+    out.push_back({"sasl.password", a.password, "/kafka/sasl/password_file", true});
+  }
+  return out;
+}
+
+ConfigLoad parse_config(const std::string& text, const std::string& file, const std::string& base_dir,
+                        const LoadOptions& options) {
+  return Loader(text, file, base_dir, options).run();
+}
+
+ConfigLoad load_config(const std::string& path, const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     ConfigLoad out;
@@ -486,7 +651,7 @@ ConfigLoad load_config(const std::string& path) {
   std::string base = std::filesystem::path(path).parent_path().string();
   if (base.empty()) base = ".";
   base = std::filesystem::absolute(base).lexically_normal().string();
-  return parse_config(ss.str(), path, base);
+  return parse_config(ss.str(), path, base, options);
 }
 
 }  // namespace vane

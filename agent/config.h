@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,11 +38,35 @@ struct SourceConfig {
   std::string raw;
 };
 
+// kafka.tls: TLS to the brokers. Paths are absolute (resolved at load) and
+// were readable then.
+struct KafkaTlsConfig {
+  std::string ca_file;               // "" : the system's CA store
+  std::string cert_file, key_file;   // mutual TLS: both or neither
+  std::string key_password_file;     // passphrase of an encrypted key_file; "" : none
+  std::string key_password;          // read from key_password_file at load; never logged
+  bool verify_hostname = true;       // ssl.endpoint.identification.algorithm https | none
+  bool operator==(const KafkaTlsConfig&) const = default;
+};
+
+// kafka.sasl: SASL authentication; the password only ever comes from a file.
+struct KafkaSaslConfig {
+  std::string mechanism;             // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+  std::string username;
+  std::string password_file;         // absolute
+  std::string password;              // read from password_file at load; never logged
+  bool operator==(const KafkaSaslConfig&) const = default;
+};
+
 struct KafkaConfig {
   std::string brokers;                 // "embedded" or a bootstrap list
   std::string topic = "telemetry";
   std::string dead_letter_topic = "telemetry.dlq";
-  std::map<std::string, std::string> properties;  // passed through to librdkafka
+  // Passed through to librdkafka. Never a secret (the loader refuses them),
+  // and none of the security settings when tls or sasl is set.
+  std::map<std::string, std::string> properties;
+  std::optional<KafkaTlsConfig> tls;
+  std::optional<KafkaSaslConfig> sasl;
   int max_in_flight = 10000;           // rows handed to the producer and not yet acked
   int shutdown_timeout_ms = 5000;      // bound on waiting for in-flight deliveries at stop
   bool exactly_once = false;           // transactional producer + checkpoint topic
@@ -90,6 +115,29 @@ struct ConfigIssue {
   std::string to_string() const;
 };
 
+// One librdkafka property of the connection to the cluster, with where it
+// came from in the config (for errors).
+struct KafkaProperty {
+  std::string key, value;
+  std::string pointer;  // e.g. "/kafka/brokers", "/kafka/tls/ca_file", "/kafka/properties/socket.timeout.ms"
+  bool secret = false;  // its value (and any librdkafka message about it) is never shown
+};
+
+// "SSL" (tls only), "SASL_PLAINTEXT" (sasl only), "SASL_SSL" (both), or ""
+// when neither is set (kafka.properties or librdkafka's default decide).
+std::string kafka_security_protocol(const KafkaConfig& cfg);
+
+// Whether a kafka.properties key is about reaching and authenticating to
+// the cluster (security.*, sasl.*, ssl.*, socket.*, bootstrap, ...): those
+// apply to every client vane opens, not only to the producer.
+bool is_kafka_connection_property(const std::string& key);
+
+// What every librdkafka client vane opens on the cluster (the producer, the
+// exactly-once checkpoint reader) connects with: bootstrap.servers =
+// `bootstrap`, the connection properties of kafka.properties, then the
+// settings kafka.tls and kafka.sasl stand for. Secret values are marked.
+std::vector<KafkaProperty> kafka_connection_properties(const KafkaConfig& cfg, const std::string& bootstrap);
+
 struct ConfigLoad {
   Config config;
   std::vector<ConfigIssue> errors;
@@ -97,13 +145,26 @@ struct ConfigLoad {
   bool ok() const { return errors.empty(); }
 };
 
+// How strictly files named by the config are judged.
+struct LoadOptions {
+  // check-config outside the unit ($CREDENTIALS_DIRECTORY unset): a file
+  // under /run/credentials/ that does not exist is a warning (it exists only
+  // while the unit runs, LoadCredential=), not an error. `vane run` and a
+  // reload leave this false: every file must be there.
+  bool outside_service = false;
+  // Non-empty: the kafka.tls and kafka.sasl files must also be readable by
+  // this user (check-config run by root for the service user "vane").
+  std::string service_user;
+};
+
 // Reads and validates a config file. Relative paths (buffer.path, schema
-// files) resolve against the config file's directory. Collects every error
-// rather than stopping at the first one.
-ConfigLoad load_config(const std::string& path);
+// files, kafka.tls and kafka.sasl files) resolve against the config file's
+// directory. Secret files are read here; their content is in no message.
+// Collects every error rather than stopping at the first one.
+ConfigLoad load_config(const std::string& path, const LoadOptions& options = {});
 // Same, from text (for tests); `file` names it in messages, `base_dir`
 // resolves relative paths.
 ConfigLoad parse_config(const std::string& text, const std::string& file,
-                        const std::string& base_dir);
+                        const std::string& base_dir, const LoadOptions& options = {});
 
 }  // namespace vane

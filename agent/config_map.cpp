@@ -66,7 +66,15 @@ const ConfigTable& kafka_table() {
        {}, -1e300, 1e300, true},
       {"topic", OptType::kString, "telemetry", "topic for accepted readings"},
       {"dead_letter_topic", OptType::kString, "telemetry.dlq", "topic for rejected readings, with vane-error"},
-      {"properties", OptType::kStringMap, "{}", "librdkafka properties, passed through (e.g. compression.type)"},
+      {"tls", OptType::kObject, "", "TLS to the brokers (see kafka.tls); security.protocol follows from tls and sasl: "
+       "tls only SSL, sasl only SASL_PLAINTEXT, both SASL_SSL"},
+      {"sasl", OptType::kObject, "", "SASL authentication, the password from a file (see kafka.sasl)"},
+      {"properties", OptType::kStringMap, "{}",
+       "librdkafka properties, passed through (e.g. compression.type); the connection ones (`security.*`, "
+       "`sasl.*`, `ssl.*`, `socket.*`) apply to the exactly-once checkpoint reader too. A secret inline "
+       "(sasl.password, ssl.key.password, ssl.key.pem, ...) is an error naming the `*_file` key to use; with tls "
+       "or sasl set, so are the settings they make (security.protocol, sasl.mechanisms, sasl.username, "
+       "`ssl.*.location`, ...)"},
       {"max_in_flight", OptType::kUint, "10000",
        "rows handed to the producer and not yet acknowledged; bounds duplicates after a crash", {}, 1, 1000000},
       {"shutdown_timeout_ms", OptType::kUint, "5000", "at stop, how long to wait for in-flight deliveries", {}, 0, 600000},
@@ -76,6 +84,31 @@ const ConfigTable& kafka_table() {
        "consumers see every reading once, also across crashes"},
       {"checkpoint_topic", OptType::kString, "vane.checkpoints",
        "exactly_once: compacted topic holding each gateway's highest delivered seq, keyed by gateway id"},
+  }};
+  return t;
+}
+
+const ConfigTable& kafka_tls_table() {
+  static const ConfigTable t{"/kafka/tls", "kafka.tls", {
+      {"ca_file", OptType::kString, "", "CA certificate(s) (PEM) to verify the brokers; absent: the system's CA store"},
+      {"cert_file", OptType::kString, "", "client certificate (PEM) for mutual TLS; needs key_file"},
+      {"key_file", OptType::kString, "", "client private key (PEM) for mutual TLS; needs cert_file"},
+      {"key_password_file", OptType::kString, "", "file holding the passphrase of an encrypted key_file; never logged"},
+      {"verify_hostname", OptType::kBool, "true",
+       "check that the broker's certificate names the host it was reached by; false still verifies the "
+       "certificate chain"},
+  }};
+  return t;
+}
+
+const ConfigTable& kafka_sasl_table() {
+  static const ConfigTable t{"/kafka/sasl", "kafka.sasl", {
+      {"mechanism", OptType::kEnum, "", "SASL mechanism", {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"},
+       -1e300, 1e300, true},
+      {"username", OptType::kString, "", "SASL user name", {}, -1e300, 1e300, true},
+      {"password_file", OptType::kString, "",
+       "file holding the password, e.g. a systemd credential (/run/credentials/vane.service/...); read at start, "
+       "one trailing newline ignored; never logged", {}, -1e300, 1e300, true},
   }};
   return t;
 }
@@ -287,6 +320,8 @@ std::string config_reference_markdown() {
   render(md, gateway_table());
   render(md, buffer_table());
   render(md, kafka_table());
+  render(md, kafka_tls_table());
+  render(md, kafka_sasl_table());
   render(md, http_table());
   md += "## sources\n\nEach source has a `type`:\n\n";
   for (const auto& s : source_types())

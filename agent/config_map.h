@@ -68,6 +68,8 @@ const ConfigTable& top_level_table();
 const ConfigTable& gateway_table();
 const ConfigTable& buffer_table();
 const ConfigTable& kafka_table();
+const ConfigTable& kafka_tls_table();
+const ConfigTable& kafka_sasl_table();
 const ConfigTable& http_table();
 const std::vector<SourceType>& source_types();
 const SourceType* find_source_type(const std::string& type);

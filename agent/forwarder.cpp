@@ -43,8 +43,30 @@ void Forwarder::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Forwarder::observe(std::vector<Delivery>* deliveries) {
+  causes_.clear();
+  uplink_->drain_causes(causes_);
+  for (const UplinkCause& c : causes_) metrics_.uplink.refused(c);
+  if (!deliveries) return;
+  for (const Delivery& d : *deliveries)
+    if (!d.ok) metrics_.uplink.refused(d.cause);
+  if (!deliveries->empty()) quiet_since_ = std::chrono::steady_clock::now();
+  deliveries->clear();
+}
+
+void Forwarder::watch_acks(std::size_t in_flight) {
+  const auto now = std::chrono::steady_clock::now();
+  if (in_flight == 0 || quiet_since_ == std::chrono::steady_clock::time_point{}) quiet_since_ = now;
+  else if (now - quiet_since_ >= opts_.no_ack_after) metrics_.uplink.unacknowledged(in_flight, now - quiet_since_, now);
+}
+
 void Forwarder::settle(std::vector<Delivery>& deliveries) {
-  std::string first_error;
+  // What the client saw first, then what the reports say: a delivery that
+  // succeeds in the same round outweighs both.
+  observe();
+  if (!deliveries.empty()) quiet_since_ = std::chrono::steady_clock::now();
+  bool any_ok = false;
+  UplinkCause refused;  // consecutive identical refusals, folded
   const std::int64_t now = now_us().time_since_epoch().count();
   for (Delivery& d : deliveries) {
     if (in_flight_ > 0) --in_flight_;
@@ -55,13 +77,22 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
     }
     if (d.ok) {
       acks_.push_back(d.seq);
+      any_ok = true;
       if (ts_us > 0) metrics_.delivery_latency.observe_us(now - ts_us);
     } else {
-      if (failed_.empty()) first_error = d.error;
       failed_.push_back(d.seq);
       metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+      if (d.cause.reason == refused.reason && d.cause.code == refused.code) {
+        ++refused.count;
+      } else {
+        metrics_.uplink.refused(refused);  // nothing for the initial kNone
+        refused = std::move(d.cause);
+        refused.count = 1;
+      }
     }
   }
+  metrics_.uplink.refused(refused);
+  if (any_ok) metrics_.uplink.delivered();
   deliveries.clear();
   // Acknowledged rows are deleted in batches: a delete transaction per
   // delivery report would cost more than the produce. A crash before the
@@ -72,10 +103,8 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
   if (acks_.size() >= kAckChunk || (!acks_.empty() && std::chrono::steady_clock::now() - first_ack_at_ >= kAckDelay))
     flush_acks();
   if (!failed_.empty()) {
-    // Logged once per failure episode: the rows stay buffered and are retried.
-    if (backoff_.count() == 0)
-      VANE_LOG_WARN("kafka: delivery of %zu rows failed (%s); they stay buffered and are retried",
-                    failed_.size(), first_error.c_str());
+    // The rows stay buffered and are retried; the tracker logs the refusal
+    // once per episode.
     buffer_.release(failed_);
     failed_.clear();
     back_off();
@@ -133,7 +162,7 @@ bool Forwarder::replace_uplink(std::vector<Delivery>& deliveries) {
   uplink_->purge(deliveries);
   // A transactional producer's delivery reports say nothing about the commit:
   // its rows were released when the transaction failed.
-  if (uplink_->transactional()) deliveries.clear();
+  if (uplink_->transactional()) observe(&deliveries);
   else settle(deliveries);
   uplink_.reset();
   for (;;) {
@@ -199,7 +228,7 @@ void Forwarder::run() {
     // Serve delivery reports; block briefly only when there is nothing to send.
     uplink_->poll(sent ? 0 : (in_flight_ > 0 ? 20 : 0), deliveries);
     settle(deliveries);
-    metrics_.uplink.store(static_cast<int>(uplink_->state()), std::memory_order_relaxed);
+    watch_acks(in_flight_);
 
     if (!sent && in_flight_ == 0) {
       // Idle: wait for rows, but not past the pending acks' flush time.
@@ -253,6 +282,10 @@ void Forwarder::run_transactional() {
     buffer_.release(seqs);
   };
   while (!stopping()) {
+    // Between transactions: serve the client's callbacks (errors), which
+    // only polling and commits do.
+    uplink_->poll(0, deliveries);
+    observe(&deliveries);
     if (uplink_->fatal(nullptr)) {
       if (!replace_uplink(deliveries)) return;
       open = false;
@@ -263,12 +296,13 @@ void Forwarder::run_transactional() {
     }
     if (!open) {
       auto cp = uplink_->open_transactions(10000);
-      metrics_.uplink.store(static_cast<int>(cp ? UplinkState::kUp : UplinkState::kDown), std::memory_order_relaxed);
+      observe();
       if (!cp) {
         fail("cannot start exactly-once delivery", cp.status().message());
         continue;
       }
       open = true;
+      metrics_.uplink.delivered();  // the cluster took the producer and answered for the checkpoint
       checkpoint = std::max(checkpoint, *cp);
       VANE_LOG_INFO("kafka: exactly-once: last committed checkpoint is seq %llu",
                     static_cast<unsigned long long>(checkpoint));
@@ -301,6 +335,7 @@ void Forwarder::run_transactional() {
       continue;
     }
     if (Status s = uplink_->begin(); !s) {
+      observe();
       release();
       fail("cannot begin a transaction", s.message());
       continue;
@@ -311,7 +346,7 @@ void Forwarder::run_transactional() {
       Uplink::SendResult res;
       while ((res = uplink_->send(r, &error)) == Uplink::SendResult::kRetry && !stopping()) {
         uplink_->poll(50, deliveries);
-        deliveries.clear();  // the commit, not a delivery report, says what is in Kafka
+        observe(&deliveries);  // the commit, not a delivery report, says what is in Kafka
       }
       if (res != Uplink::SendResult::kOk) {
         sent = false;
@@ -323,10 +358,13 @@ void Forwarder::run_transactional() {
     if (sent) {
       // Commit; a timeout (an outage) is retried until stop, then given up.
       const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.shutdown_timeout_ms);
+      quiet_since_ = std::chrono::steady_clock::now();
       while ((tx = uplink_->commit(high, 5000, &error)) == Uplink::TxResult::kRetry) {
-        metrics_.uplink.store(static_cast<int>(UplinkState::kDown), std::memory_order_relaxed);
+        observe();
+        watch_acks(batch.size());
         if (stopping() && std::chrono::steady_clock::now() >= give_up) break;
       }
+      observe();
     }
     deliveries.clear();
     if (tx == Uplink::TxResult::kCommitted) {
@@ -337,7 +375,7 @@ void Forwarder::run_transactional() {
         metrics_.delivery_latency.observe_us(now - r.rec.ts_us);
       }
       flush_acks();  // a failed delete is retried; the checkpoint keeps the rows from being resent
-      metrics_.uplink.store(static_cast<int>(UplinkState::kUp), std::memory_order_relaxed);
+      metrics_.uplink.delivered();
       continue;
     }
     if (tx != Uplink::TxResult::kFatal) uplink_->abort(5000);

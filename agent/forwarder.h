@@ -1,7 +1,9 @@
 // Drains the buffer into the uplink: claims rows, hands them over, and
 // deletes each row only when its delivery is acknowledged. A failed delivery
 // puts the row back (it stays buffered) and backs off; nothing is deleted
-// without an ack. The forwarder owns its thread and its uplink.
+// without an ack. The forwarder owns its thread and its uplink, and is the
+// one writer of Metrics::uplink: it feeds the tracker delivery results, what
+// the uplink observed (drain_causes) and rows that stay unacknowledged.
 #pragma once
 
 #include <condition_variable>
@@ -21,6 +23,9 @@ struct ForwarderOptions {
   std::size_t max_in_flight = 10000;  // rows handed over and not yet reported
   std::size_t claim_batch = 2000;
   int shutdown_timeout_ms = 5000;     // bound on waiting for in-flight deliveries at stop
+  // Rows in flight and no delivery report (nor a commit) for this long, and
+  // the uplink names no reason: the uplink is refused, reason timeout.
+  std::chrono::milliseconds no_ack_after{30000};
 };
 
 using UplinkFactory = std::function<Result<std::unique_ptr<Uplink>>()>;
@@ -44,6 +49,13 @@ class Forwarder {
   void run();
   void run_transactional();
   void settle(std::vector<Delivery>& deliveries);
+  // Feeds the uplink's observations, and the causes of failed `deliveries`
+  // (then cleared; exactly-once, where commits, not deliveries, count), to
+  // the tracker.
+  void observe(std::vector<Delivery>* deliveries = nullptr);
+  // Tells the tracker when `in_flight` rows have waited `quiet_since_` past
+  // no_ack_after.
+  void watch_acks(std::size_t in_flight);
   void flush_acks();
   // Replaces a failed uplink; false when stop() came first.
   bool replace_uplink(std::vector<Delivery>& deliveries);
@@ -78,6 +90,8 @@ class Forwarder {
   bool ack_failing_ = false;  // deleting delivered rows fails (logged once)
   std::chrono::steady_clock::time_point backoff_until_{};
   std::chrono::milliseconds backoff_{0};
+  std::vector<UplinkCause> causes_;  // drained from the uplink, fed to metrics_.uplink
+  std::chrono::steady_clock::time_point quiet_since_{};  // last report, or when rows went in flight
 };
 
 }  // namespace vane

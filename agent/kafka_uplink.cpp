@@ -8,11 +8,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <mutex>
 #include <random>
+#include <string_view>
+#include <vector>
 
 #include "core/log.h"
+#include "kafka_errors.h"
 
 namespace vane {
 namespace {
@@ -36,6 +40,17 @@ Status set_property(rd_kafka_conf_t* conf, const std::string& key, const std::st
   return Status::ok();
 }
 
+// A connection property (config.h kafka_connection_properties). librdkafka's
+// error text may quote the value ("Invalid value \"...\" for ..."), so for a
+// secret only the key and where it came from are told.
+Status set_property(rd_kafka_conf_t* conf, const KafkaProperty& p) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, p.key.c_str(), p.value.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK)
+    return Status::ok();
+  if (p.secret) return Status::invalid(p.pointer + ": librdkafka refused " + p.key + " (value not shown)");
+  return Status::invalid(p.pointer + ": " + err);
+}
+
 // Limits repeated client errors (a broker outage logs a connect failure per
 // retry) to one line per kind per interval.
 class LogLimiter {
@@ -55,6 +70,19 @@ class LogLimiter {
   std::chrono::steady_clock::time_point last_[kSlots]{};
 };
 
+// librdkafka retries a broker's refusal of a produce request (NOT_ENOUGH_
+// REPLICAS and the like) by itself and, with message.timeout.ms 0, tells no
+// callback: only its debug lines of context "msg" carry the broker's answer
+// (kafka_errors.h). So that context is on, besides whatever kafka.properties
+// asks of "debug"; on_log reads those lines and drops every other debug line.
+// About two lines per produce request: nothing next to the request itself.
+KafkaConfig with_produce_errors_logged(KafkaConfig cfg) {
+  std::string& debug = cfg.properties["debug"];
+  if (debug.find("msg") == std::string::npos && debug.find("all") == std::string::npos)
+    debug += debug.empty() ? "msg" : ",msg";
+  return cfg;
+}
+
 std::string random_hex64() {
   std::random_device rd;
   const std::uint64_t v = (std::uint64_t{rd()} << 32) ^ rd();
@@ -65,7 +93,8 @@ std::string random_hex64() {
 
 class KafkaUplink final : public Uplink {
  public:
-  KafkaUplink(const KafkaConfig& cfg, std::string gateway) : cfg_(cfg), gateway_(std::move(gateway)) {}
+  KafkaUplink(const KafkaConfig& cfg, std::string gateway)
+      : cfg_(with_produce_errors_logged(cfg)), gateway_(std::move(gateway)) {}
 
   Status init(const std::string& bootstrap) {
     ConfPtr conf(rd_kafka_conf_new());
@@ -74,7 +103,6 @@ class KafkaUplink final : public Uplink {
       std::string value;
     };
     const Default defaults[] = {
-        {"bootstrap.servers", bootstrap},
         {"client.id", "vane-" + gateway_},
         {"enable.idempotence", "true"},
         {"acks", "all"},
@@ -109,7 +137,13 @@ class KafkaUplink final : public Uplink {
       }
     }
     bootstrap_ = bootstrap;
+    // Bootstrap and security exactly as the checkpoint reader gets them.
+    for (const KafkaProperty& p : kafka_connection_properties(cfg_, bootstrap_)) {
+      Status s = set_property(conf.get(), p);
+      if (!s) return s;
+    }
     for (const auto& [k, v] : cfg_.properties) {
+      if (is_kafka_connection_property(k)) continue;
       Status s = set_property(conf.get(), k, v, "/kafka/properties/" + k);
       if (!s) return s;
     }
@@ -119,7 +153,13 @@ class KafkaUplink final : public Uplink {
     rd_kafka_conf_set_log_cb(conf.get(), &KafkaUplink::on_log);
     char err[512];
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
-    if (!rk) return Status::invalid(std::string("kafka: cannot create producer: ") + err);
+    if (!rk) {
+      // "ssl.key.location failed: ..." names a property: point at its config key.
+      std::string where = "kafka";
+      for (const KafkaProperty& p : kafka_connection_properties(cfg_, bootstrap_))
+        if (!p.secret && std::strstr(err, p.key.c_str())) where = p.pointer;
+      return Status::invalid(where + ": cannot create producer: " + err);
+    }
     conf.release();  // owned by rk now
     rk_.reset(rk);
     topic_.reset(rd_kafka_topic_new(rk, cfg_.topic.c_str(), nullptr));
@@ -145,6 +185,7 @@ class KafkaUplink final : public Uplink {
   Result<std::uint64_t> open_transactions(int timeout_ms) override {
     if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk_.get(), timeout_ms)) {
       Status s = Status::unavailable(std::string("kafka: cannot initialise transactions: ") + rd_kafka_error_string(e));
+      note_error(e);
       if (rd_kafka_error_is_fatal(e)) fatal_ = true;
       rd_kafka_error_destroy(e);
       return s;
@@ -157,6 +198,7 @@ class KafkaUplink final : public Uplink {
     txn_ = incarnation_ + "-" + std::to_string(++txn_count_);
     if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk_.get())) {
       Status s = Status::unavailable(std::string("kafka: cannot begin a transaction: ") + rd_kafka_error_string(e));
+      note_error(e);
       if (rd_kafka_error_is_fatal(e)) fatal_ = true;
       rd_kafka_error_destroy(e);
       return s;
@@ -190,11 +232,9 @@ class KafkaUplink final : public Uplink {
       checkpoint_sent_ = true;
     }
     rd_kafka_error_t* e = rd_kafka_commit_transaction(rk_.get(), timeout_ms);
-    if (!e) {
-      state_ = UplinkState::kUp;
-      return TxResult::kCommitted;
-    }
+    if (!e) return TxResult::kCommitted;
     if (error) *error = rd_kafka_error_string(e);
+    note_error(e);
     TxResult r = TxResult::kAbort;
     if (rd_kafka_error_is_fatal(e)) {
       fatal_ = true;
@@ -268,7 +308,11 @@ class KafkaUplink final : public Uplink {
     out_ = nullptr;
   }
 
-  UplinkState state() const override { return state_.load(); }
+  void drain_causes(std::vector<UplinkCause>& out) override {
+    std::lock_guard<std::mutex> lock(causes_mu_);
+    for (UplinkCause& c : causes_) out.push_back(std::move(c));
+    causes_.clear();
+  }
 
   bool fatal(std::string* reason) const override {
     if (!fatal_.load()) return false;
@@ -281,31 +325,94 @@ class KafkaUplink final : public Uplink {
   }
 
  private:
+  // Threads: the callbacks on_delivery and on_error run inside rd_kafka_poll
+  // or rd_kafka_flush (poll, flush, purge, commit), on the forwarder's
+  // thread; on_log runs on librdkafka's own threads. What they observe about
+  // the link goes through note(), under causes_mu_.
+
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<KafkaUplink*>(opaque);
     Delivery d;
     d.seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
     if (d.seq == 0) return;  // a checkpoint record: its transaction's commit reports it
     d.ok = m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (d.ok) {
-      self->state_ = UplinkState::kUp;
-    } else {
-      d.error = rd_kafka_err2name(m->err);
+    if (!d.ok) {
+      // Which topic refused is part of the answer: an ACL may deny the
+      // dead-letter topic only.
+      const char* topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
+      d.cause = kafka_cause(m->err, std::string(topic) + ": " + rd_kafka_err2str(m->err));
+      if (!self->out_) self->note(d.cause);  // inside a commit: its result, not the report, counts for the rows
     }
     if (self->out_) self->out_->push_back(std::move(d));
   }
 
-  static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
     auto* self = static_cast<KafkaUplink*>(opaque);
-    const auto e = static_cast<rd_kafka_resp_err_t>(err);
-    if (e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->state_ = UplinkState::kDown;
-    if (e == RD_KAFKA_RESP_ERR__FATAL) self->fatal_ = true;
-    if (self->limiter_.allow(err & 0x3f))
-      VANE_LOG_WARN("kafka: %s: %s", rd_kafka_err2name(e), reason);
+    auto e = static_cast<rd_kafka_resp_err_t>(err);
+    std::string words = reason ? reason : "";
+    if (e == RD_KAFKA_RESP_ERR__FATAL) {
+      self->fatal_ = true;
+      // The error underneath (e.g. PRODUCER_FENCED) says why; the forwarder
+      // logs the fatal error itself when it replaces the producer.
+      char buf[512] = {0};
+      e = rd_kafka_fatal_error(rk, buf, sizeof buf);
+      words = buf;
+    }
+    UplinkCause c = kafka_cause(e, words);
+    // A connection closed while nothing waits (a broker's idle timeout) is
+    // no outage: the next produce reconnects.
+    const bool idle = (c.reason == UplinkReason::kTransport || c.reason == UplinkReason::kResolve) &&
+                      rd_kafka_outq_len(rk) == 0;
+    if (c.reason != UplinkReason::kNone && !idle) {
+      self->note(std::move(c));  // the tracker logs it, once per episode
+      return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__FATAL || !self->limiter_.allow(err & 0x3f)) return;
+    if (idle) VANE_LOG_INFO("kafka: %s: %s", rd_kafka_err2name(e), words.c_str());
+    else VANE_LOG_WARN("kafka: %s: %s", rd_kafka_err2name(e), words.c_str());
   }
 
-  static void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) {
-    if (level <= 3) VANE_LOG_WARN("kafka: %s: %s", fac, buf);
+  static void on_log(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
+    auto* self = static_cast<KafkaUplink*>(rd_kafka_opaque(rk));
+    if (level >= 7) {  // debug: only the broker's answers to produce requests matter
+      if (auto c = kafka_cause_from_log(fac, buf)) self->note(std::move(*c));
+      return;
+    }
+    if (level > 3) return;
+    // A failed or refused connection is logged as FAIL and reported to
+    // on_error as well, which tells the tracker.
+    if (std::strcmp(fac, "FAIL") == 0) return;
+    if (self->log_limiter_.allow(static_cast<int>(std::hash<std::string_view>{}(fac) & 0x3f)))
+      VANE_LOG_WARN("kafka: %s: %s", fac, buf);
+  }
+
+  // Any thread. Identical causes in a row are folded into one; the queue is
+  // bounded by folding into any equal cause, then by dropping (the forwarder
+  // drains it every round, so that takes thousands of distinct causes).
+  void note(UplinkCause c) {
+    constexpr std::size_t kMaxCauses = 64;
+    std::lock_guard<std::mutex> lock(causes_mu_);
+    auto same = [&](const UplinkCause& o) { return o.reason == c.reason && o.code == c.code; };
+    UplinkCause* into = !causes_.empty() && same(causes_.back()) ? &causes_.back() : nullptr;
+    if (!into && causes_.size() >= kMaxCauses) {
+      for (UplinkCause& o : causes_)
+        if (same(o)) into = &o;
+      if (!into) return;
+    }
+    if (!into) {
+      causes_.push_back(std::move(c));
+      return;
+    }
+    into->count += c.count;
+    into->detail = std::move(c.detail);
+  }
+
+  // A transactional call failed: what it says about the link. Its timeouts
+  // say only that the call did not finish in time; the error callback and
+  // the forwarder's watch of unacknowledged rows tell why.
+  void note_error(const rd_kafka_error_t* e) {
+    UplinkCause c = kafka_cause(rd_kafka_error_code(e), rd_kafka_error_string(e));
+    if (c.reason != UplinkReason::kNone && c.reason != UplinkReason::kTimeout) note(std::move(c));
   }
 
   // The last checkpoint of this gateway in partition 0 of the checkpoint
@@ -313,8 +420,12 @@ class KafkaUplink final : public Uplink {
   Result<std::uint64_t> read_checkpoint(int timeout_ms) {
     ConfPtr conf(rd_kafka_conf_new());
     char err[512];
+    // Connects and authenticates exactly as the producer does.
+    for (const KafkaProperty& p : kafka_connection_properties(cfg_, bootstrap_)) {
+      Status s = set_property(conf.get(), p);
+      if (!s) return Status::invalid("kafka: checkpoint reader: " + s.message());
+    }
     for (const auto& [k, v] : std::initializer_list<std::pair<const char*, std::string>>{
-             {"bootstrap.servers", bootstrap_},
              {"client.id", "vane-" + gateway_ + "-checkpoint"},
              {"group.id", "vane-" + gateway_ + "-checkpoint"},
              {"isolation.level", "read_committed"},
@@ -322,11 +433,6 @@ class KafkaUplink final : public Uplink {
              {"enable.partition.eof", "true"}}) {
       if (rd_kafka_conf_set(conf.get(), k, v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
         return Status::invalid(std::string("kafka: checkpoint reader: ") + err);
-    }
-    // Properties meant for connecting (security.*, sasl.*, ssl.*) apply to the reader too.
-    for (const auto& [k, v] : cfg_.properties) {
-      if (k.rfind("security.", 0) == 0 || k.rfind("sasl.", 0) == 0 || k.rfind("ssl.", 0) == 0)
-        rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err);
     }
     KafkaPtr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
     if (!rk) return Status::unavailable(std::string("kafka: checkpoint reader: ") + err);
@@ -377,9 +483,11 @@ class KafkaUplink final : public Uplink {
   std::uint64_t txn_count_ = 0;
   std::string txn_;
   std::vector<Delivery>* out_ = nullptr;  // set only during poll/flush/purge, on the caller's thread
-  std::atomic<UplinkState> state_{UplinkState::kConnecting};
   std::atomic<bool> fatal_{false};
   LogLimiter limiter_;
+  LogLimiter log_limiter_;  // on_log's: its kinds are facilities, not error codes
+  std::mutex causes_mu_;
+  std::vector<UplinkCause> causes_;  // guarded by causes_mu_: observed, not yet drained
 };
 
 }  // namespace

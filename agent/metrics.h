@@ -1,6 +1,7 @@
 // Counters shared by the pipeline, the forwarder and whoever reports them
-// (status line, systemd STATUS=, later /metrics). Lock-free: every member is
-// an atomic written by one component and read by any thread.
+// (status line, systemd STATUS=, /metrics, /health). Lock-free: every member
+// is an atomic written by one component and read by any thread, but for the
+// sources map and the uplink's state (each guards its own).
 #pragma once
 
 #include <array>
@@ -11,6 +12,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include "uplink_state.h"
 
 namespace vane {
 
@@ -51,8 +54,6 @@ struct LatencyHistogram {
   }
 };
 
-enum class UplinkState { kConnecting = 0, kUp = 1, kDown = 2 };
-
 struct Metrics {
   // Per source; filled before threads start; a reload (SIGHUP) adds entries
   // on the writer thread between batches, under sources_mu, and never
@@ -77,7 +78,7 @@ struct Metrics {
   Counter taken{0};                // readings the writer took from its queue (readings_in counts them once committed)
   Counter last_commit_ns{0};       // steady-clock ns of the last successful buffer commit
   Counter last_delivery_ns{0};     // steady-clock ns of the last acknowledged delivery
-  std::atomic<int> uplink{static_cast<int>(UplinkState::kConnecting)};
+  UplinkTracker uplink;               // written by the forwarder
   LatencyHistogram delivery_latency;  // reading timestamp -> Kafka ack
   std::atomic<bool> progress_ok{true};  // the last ProgressWatch verdict
   Counter progress_stalls{0};           // times that verdict went from ok to not ok
@@ -89,8 +90,6 @@ struct Metrics {
 
   SourceCounters& source(const std::string& name) { return *sources.at(name); }
 };
-
-const char* to_string(UplinkState s);
 
 // Steady-clock nanoseconds, the unit of Metrics::last_progress_ns.
 inline std::uint64_t steady_ns() {

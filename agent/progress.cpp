@@ -52,10 +52,15 @@ ProgressWatch::Verdict ProgressWatch::check(Clock::time_point now) {
   if (taken > committed && now - last_commit > window_)
     fail(std::to_string(taken - committed) + " readings wait and nothing was committed for " +
          seconds(now - last_commit));
-  if (static_cast<UplinkState>(metrics_.uplink.load(std::memory_order_relaxed)) == UplinkState::kUp) {
+  // Refused or down for a reason the client or a broker gave is an outage
+  // the buffer absorbs; up, or refused only because nothing comes back, is
+  // vane's to explain.
+  const UplinkState uplink = metrics_.uplink.state();
+  if (uplink == UplinkState::kUp || (uplink == UplinkState::kRefused && !metrics_.uplink.explained())) {
     const auto last_delivery = at_ns(metrics_.last_delivery_ns.load(std::memory_order_relaxed));
     if (now - last_delivery > window_ && buffer_.rows_now() > 0)
-      fail("the uplink is up but nothing was delivered for " + seconds(now - last_delivery));
+      fail(std::string(uplink == UplinkState::kUp ? "the uplink is up but" : "Kafka names no reason, and") +
+           " nothing was delivered for " + seconds(now - last_delivery));
   }
   return v;
 }

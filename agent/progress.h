@@ -9,9 +9,12 @@
 //  * readings the pipeline's writer took and has not committed yet were
 //    committed within window — a hung disk or a locked buffer is not
 //    progress;
-//  * buffered rows went out within window while the uplink says it is up —
-//    an uplink that is down or connecting is an outage the buffer absorbs,
-//    not a hang.
+//  * buffered rows went out within window while the uplink says it is up
+//    (or refused with no reason given: rows only go unacknowledged) — an
+//    uplink that is connecting, down, or refused for a reason a broker or
+//    the client named (not enough replicas, authentication, an ACL...) is an
+//    outage the buffer absorbs, not a hang: restarting vane would not end
+//    it, and the uplink state and its alert say what to fix.
 #pragma once
 
 #include <chrono>

@@ -60,6 +60,27 @@ void buffer_metrics(PromText& p, const ReportContext& ctx) {
   p.sample("vane_buffer_oldest_age_seconds", st->rows ? age_s(static_cast<std::uint64_t>(st->oldest_ts_us)) : 0.0);
 }
 
+void uplink_metrics(PromText& p, const UplinkTracker& u) {
+  // One reading of the state: the three gauges agree within a scrape.
+  const UplinkTracker::Snapshot s = u.snapshot();
+  p.family("vane_uplink_up", T::kGauge, "1 while the Kafka uplink delivers (state up).");
+  p.family("vane_uplink_state", T::kGauge, "The uplink's state: 1 for the current one (connecting, up, refused, down).");
+  p.family("vane_uplink_reason", T::kGauge, "Why the uplink does not deliver: 1 for the current reason (none while up).");
+  p.family("vane_kafka_refusals_total", T::kCounter,
+           "Refusals and connection failures by reason: failed deliveries, a broker's answers to retried requests, failed handshakes.");
+  p.sample("vane_uplink_up", s.state == UplinkState::kUp ? 1 : 0);
+  for (std::size_t i = 0; i < kUplinkStates; ++i) {
+    const auto st = static_cast<UplinkState>(i);
+    p.sample("vane_uplink_state", {{"state", to_string(st)}}, st == s.state ? 1 : 0);
+  }
+  for (std::size_t i = 0; i < kUplinkReasons; ++i) {
+    const auto r = static_cast<UplinkReason>(i);
+    p.sample("vane_uplink_reason", {{"reason", to_string(r)}}, r == s.reason ? 1 : 0);
+    if (r != UplinkReason::kNone)
+      p.sample("vane_kafka_refusals_total", {{"reason", to_string(r)}}, static_cast<double>(u.refusals(r)));
+  }
+}
+
 void latency_metrics(PromText& p, const LatencyHistogram& h) {
   const char* name = "vane_delivery_latency_seconds";
   p.family(name, T::kHistogram, "Reading timestamp to Kafka acknowledgement.");
@@ -169,10 +190,9 @@ std::string render_metrics(const ReportContext& ctx) {
 
   p.family("vane_kafka_delivered_total", T::kCounter, "Rows acknowledged by Kafka and deleted from the buffer.");
   p.family("vane_kafka_delivery_errors_total", T::kCounter, "Failed delivery attempts; the rows stay buffered.");
-  p.family("vane_uplink_up", T::kGauge, "1 while the Kafka uplink is connected.");
   p.sample("vane_kafka_delivered_total", static_cast<double>(m.delivered.load()));
   p.sample("vane_kafka_delivery_errors_total", static_cast<double>(m.delivery_errors.load()));
-  p.sample("vane_uplink_up", static_cast<UplinkState>(m.uplink.load()) == UplinkState::kUp ? 1 : 0);
+  uplink_metrics(p, m.uplink);
   latency_metrics(p, m.delivery_latency);
 
   p.family("vane_progress_ok", T::kGauge, "1 while the pipeline makes progress (the /health and watchdog verdict).");
@@ -231,7 +251,16 @@ std::pair<int, std::string> render_health(const ReportContext& ctx) {
   }
   buffer["dropped"] = m.dropped_total();
   const auto last_delivery = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(m.last_delivery_ns.load()));
-  json uplink = {{"state", to_string(static_cast<UplinkState>(m.uplink.load()))},
+  const UplinkTracker::Snapshot us = m.uplink.snapshot();
+  const bool named = us.reason != UplinkReason::kNone;
+  std::uint64_t refusals = 0;
+  for (std::size_t i = 0; i < kUplinkReasons; ++i) refusals += m.uplink.refusals(static_cast<UplinkReason>(i));
+  json uplink = {{"state", to_string(us.state)},
+                 {"reason", named ? json(to_string(us.reason)) : json(nullptr)},
+                 {"code", named && !us.code.empty() ? json(us.code) : json(nullptr)},
+                 {"detail", named && !us.detail.empty() ? json(us.detail) : json(nullptr)},
+                 {"since_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - us.since).count()},
+                 {"refusals", refusals},
                  {"delivered", m.delivered.load()},
                  {"delivery_errors", m.delivery_errors.load()},
                  {"last_delivery_age_s",

@@ -9,14 +9,16 @@
 #include <vector>
 
 #include "buffer/buffer.h"
-#include "metrics.h"
+#include "core/status.h"
+#include "uplink_state.h"
 
 namespace vane {
 
 struct Delivery {
   std::uint64_t seq = 0;
   bool ok = false;
-  std::string error;  // when !ok
+  // When !ok: why. reason kNone when nobody refused it (purged by vane).
+  UplinkCause cause;
 };
 
 class Uplink {
@@ -39,7 +41,12 @@ class Uplink {
   virtual void flush(int timeout_ms, std::vector<Delivery>& out) = 0;
   // Abandons what is still undelivered; each is reported as not delivered.
   virtual void purge(std::vector<Delivery>& out) = 0;
-  virtual UplinkState state() const = 0;
+  // Appends what the client observed about the link since the last call,
+  // oldest first: refusals and connection failures that no single delivery
+  // reports (a broker's answer to a retried request, a failed handshake,
+  // every broker down). Identical observations in a row come folded into
+  // one with a count. The caller feeds them to its UplinkTracker.
+  virtual void drain_causes(std::vector<UplinkCause>& /*out*/) {}
   // An unrecoverable client state (e.g. the idempotent producer's fatal
   // error): the caller must purge and replace this uplink.
   virtual bool fatal(std::string* reason) const = 0;

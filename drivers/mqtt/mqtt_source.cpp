@@ -4,12 +4,11 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/log.h"
+#include "core/secret_file.h"
 
 namespace vane::mqtt {
 
@@ -83,8 +82,13 @@ SourceOptions parse_source(const json& s, const std::string& ptr, std::vector<Co
   str("key_file", o.key_file);
   if (s.contains("verify_hostname") && s["verify_hostname"].is_boolean()) o.verify_hostname = s["verify_hostname"];
   for (const char* k : {"password_file", "ca_file", "cert_file", "key_file"}) {
-    if (s.contains(k) && s[k].is_string() && !std::ifstream(s[k].get<std::string>()).good())
-      errors.push_back({ptr + "/" + k, "cannot read " + s[k].get<std::string>()});
+    if (!s.contains(k) || !s[k].is_string()) continue;
+    const std::string path = s[k].get<std::string>();
+    if (std::string(k) == "password_file") {
+      if (auto pw = read_secret_file(path); !pw) errors.push_back({ptr + "/" + k, pw.status().message()});
+    } else if (Status st = check_readable_file(path); !st) {
+      errors.push_back({ptr + "/" + k, st.message()});
+    }
   }
   if (o.cert_file.empty() != o.key_file.empty())
     errors.push_back({ptr, "a client certificate needs both \"cert_file\" and \"key_file\""});
@@ -262,12 +266,9 @@ class MqttSource::Client : public ::mqtt::callback {
     opts.set_automatic_reconnect(1, 30);
     if (!o.username.empty()) opts.set_user_name(o.username);
     if (!o.password_file.empty()) {
-      std::ifstream in(o.password_file);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      std::string pw = ss.str();
-      while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
-      opts.set_password(pw);
+      auto pw = read_secret_file(o.password_file);
+      if (!pw) return Status::invalid(pw.status().message());
+      opts.set_password(pw.value());
     }
     if (o.url.rfind("ssl://", 0) == 0) {
       ::mqtt::ssl_options ssl;

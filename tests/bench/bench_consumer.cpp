@@ -1,7 +1,8 @@
-// vane-bench-consumer: reads what lands in the Kafka helper while a
-// benchmark runs, fast enough to keep up with several hundred thousand
-// messages/s (the mock keeps only ~5 MB / 100k messages per partition, so
-// reading has to go on while vane produces), and answers questions about it.
+// vane-bench-consumer: reads what lands in Kafka while a benchmark runs, fast
+// enough to keep up with several hundred thousand messages/s (reading along
+// loads the machine the same way in every measurement, vane's or the plain
+// producer's, and gives the latency of each message), and answers questions
+// about it.
 //
 //   vane-bench-consumer --bootstrap HOST:PORT --topic NAME [--topic NAME]...
 //                       [--latency all|none|SOURCE[,SOURCE...]] [--fetch-wait-ms MS]
@@ -13,8 +14,9 @@
 //
 //   stats                counts: per topic; per source (the vane-source
 //                        header; "-" without one): messages, unique vane-seq,
-//                        duplicates, highest seq; offsets skipped (the mock
-//                        dropped messages before they were read)
+//                        duplicates, highest seq, when this consumer got the
+//                        first and the last (µs since the epoch); offsets
+//                        skipped (gone before they were read: retention)
 //   lat SOURCE FROM TO   latency percentiles (ms) of the messages of SOURCE
 //                        whose reading timestamp (µs since the epoch) is in
 //                        [FROM, TO); latency = the time this consumer got the
@@ -96,6 +98,7 @@ std::int64_t parse_ts(std::string_view s) {
 
 struct SourceStats {
   std::uint64_t messages = 0, unique = 0, dup = 0, max_seq = 0;
+  std::int64_t first_us = 0, last_us = 0;  // when this consumer got the first and the last
   // (reading ts µs, latency µs), when latency is recorded for this source.
   std::vector<std::pair<std::int64_t, std::int32_t>> lat;
 };
@@ -159,7 +162,7 @@ int usage() {
 int main(int argc, char** argv) {
   std::string bootstrap, latency = "none", dump_path;
   std::vector<std::string> topics;
-  int fetch_wait_ms = 1;
+  int fetch_wait_ms = 100;  // the broker answers as soon as a message lands (fetch.min.bytes=1)
   long dump_count = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -212,7 +215,7 @@ int main(int argc, char** argv) {
   rd_kafka_poll_set_consumer(rk);
 
   // Every partition of every topic, from the beginning (the test support's
-  // metadata lookup, retried until a deadline: the helper may be starting).
+  // metadata lookup, retried until a deadline: the broker may be starting).
   vane::test::OffsetMap partitions;
   for (const std::string& t : topics) {
     const auto deadline = vane::test::deadline_in(std::chrono::seconds(30));
@@ -278,7 +281,8 @@ int main(int argc, char** argv) {
         auto it = st.per_source.find(std::string(source));  // few sources: fine
         if (it == st.per_source.end()) it = st.per_source.emplace(std::string(source), SourceStats{}).first;
         SourceStats& ss = it->second;
-        ++ss.messages;
+        if (ss.messages++ == 0) ss.first_us = now;
+        ss.last_us = now;
         if (seq > 0) {
           if (test_and_set(st.seen_bits, seq)) ++ss.dup;
           else ++ss.unique;
@@ -353,7 +357,8 @@ int main(int argc, char** argv) {
         for (const auto& [s, ss] : st.per_source) {
           o += (first ? "\"" : ",\"") + json_escape(s) + "\":{\"messages\":" + std::to_string(ss.messages) +
                ",\"unique\":" + std::to_string(ss.unique) + ",\"dup\":" + std::to_string(ss.dup) +
-               ",\"max_seq\":" + std::to_string(ss.max_seq) + "}";
+               ",\"max_seq\":" + std::to_string(ss.max_seq) + ",\"first_us\":" + std::to_string(ss.first_us) +
+               ",\"last_us\":" + std::to_string(ss.last_us) + "}";
           first = false;
         }
         o += "}}";

@@ -1,4 +1,5 @@
 """Shared by the benchmark scripts."""
+import contextlib
 import ctypes
 import json
 import os
@@ -88,16 +89,18 @@ def _die_with_parent():
 
 class Procs:
     """Every child of a benchmark: started with a parent-death signal, and
-    stopped (stdin closed, SIGTERM, then SIGKILL, each with a deadline) on
-    close(), in reverse order of start."""
+    stopped (stdin closed, then after `grace` seconds SIGTERM, then SIGKILL,
+    each with a deadline) on close(), in reverse order of start."""
 
     def __init__(self):
         self.procs = []
+        self.grace = {}
 
-    def start(self, argv, **kw):
+    def start(self, argv, grace=0.5, **kw):
         kw.setdefault("stdin", subprocess.DEVNULL)
         p = subprocess.Popen(argv, preexec_fn=_die_with_parent, **kw)
         self.procs.append(p)
+        self.grace[p.pid] = grace
         return p
 
     def stop(self, p, timeout=10):
@@ -108,7 +111,7 @@ class Procs:
                 except OSError:
                     pass
             try:
-                p.wait(timeout=0.5)
+                p.wait(timeout=self.grace.get(p.pid, 0.5))
             except subprocess.TimeoutExpired:
                 p.terminate()
                 try:
@@ -118,6 +121,7 @@ class Procs:
                     p.wait(timeout=10)
         if p in self.procs:
             self.procs.remove(p)
+        self.grace.pop(p.pid, None)
         return p.returncode
 
     def close(self):
@@ -170,37 +174,163 @@ class Lines:
         return line.decode()
 
 
-class KafkaMock:
-    """vane-kafka-mock (tests/support/kafka_mock_helper.cpp) as a child."""
+def children(pid):
+    """Pids whose parent is `pid` (a scan of /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read().rsplit(")", 1)[1].split()
+            if int(st[1]) == pid:
+                out.append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
 
-    def __init__(self, procs, build, topics=None):
-        argv = [f"{build}/tests/support/vane-kafka-mock"]
+
+# -Xmx of each broker JVM: a benchmark's broker takes hundreds of thousands
+# of messages/s; VANE_BENCH_KAFKA_HEAP overrides.
+KAFKA_HEAP = os.environ.get("VANE_BENCH_KAFKA_HEAP", "1g")
+
+
+class Topics:
+    """The topics of one measurement: `topic` (vane's kafka.topic), `dlq`
+    (its dead_letter_topic) and any `extra` ones."""
+
+    def __init__(self, topic, partitions=3, extra=()):
+        self.topic, self.dlq, self.partitions = topic, topic + ".dlq", partitions
+        self.extra = list(extra)
+
+    @property
+    def read(self):
+        """What the consumer reads back: both."""
+        return [self.topic, self.dlq]
+
+    def kafka_cfg(self):
+        return {"topic": self.topic, "dead_letter_topic": self.dlq}
+
+
+class KafkaPeer:
+    """A real Apache Kafka, `nodes` KRaft nodes on loopback (vane-kafka-peer,
+    tests/support/kafka_peer_main.cpp), as a child. One serves a whole
+    benchmark run; each measurement takes fresh topics (fresh()) and drops
+    them afterwards (drop()), so its offsets and vane-seq counts start at
+    zero and the broker does not carry the previous one's data.
+
+    down()/up() SIGKILL and restart every node (up() returns once the
+    cluster serves again: the JVM starting, log recovery, the node
+    registering)."""
+
+    def __init__(self, procs, build, nodes=1, heap=None, topics=None, start_timeout=300):
+        self.build = build
+        argv = [f"{build}/tests/support/vane-kafka-peer", "--nodes", str(nodes), "--heap", heap or KAFKA_HEAP]
         for t in topics or []:
             argv += ["--topic", t]
         self.procs = procs
-        self.proc = procs.start(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # Going away it SIGKILLs its JVMs and removes their data: give it time.
+        t0 = time.monotonic()
+        self.proc = procs.start(argv, grace=60, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.lines = Lines(self.proc)
-        line = self.lines.readline(30)
+        try:
+            line = self.lines.readline(start_timeout)
+        except EOFError:
+            raise RuntimeError("vane-kafka-peer did not start (its reason is on stderr above)") from None
         if not line.startswith("BOOTSTRAP "):
-            raise RuntimeError(f"vane-kafka-mock: {line!r}")
+            raise RuntimeError(f"vane-kafka-peer: {line!r}")
         self.bootstrap = line.split()[1]
+        self.start_seconds = round(time.monotonic() - t0, 1)
+        self.serial = 0
+        log(f"kafka: Apache Kafka, {nodes} node(s), serving at {self.bootstrap} after {self.start_seconds} s")
 
-    def command(self, cmd, timeout=20):
+    def command(self, cmd, timeout=240):
+        """down/up/stop/cont; returns the seconds it took (up: until the
+        cluster serves again)."""
+        t0 = time.monotonic()
         self.proc.stdin.write((cmd + "\n").encode())
         self.proc.stdin.flush()
         reply = self.lines.readline(timeout)
         if not reply.startswith("OK"):
-            raise RuntimeError(f"vane-kafka-mock {cmd}: {reply}")
+            raise RuntimeError(f"vane-kafka-peer {cmd}: {reply}")
+        return time.monotonic() - t0
+
+    def down(self):
+        return self.command("down all")
+
+    def up(self):
+        return self.command("up all")
+
+    def _topics(self, *args, timeout=120):
+        r = subprocess.run([f"{self.build}/tests/bench/vane-bench-topics", "--bootstrap", self.bootstrap, *args],
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"vane-bench-topics {' '.join(args)}: {r.stderr.strip()}")
+
+    def fresh(self, partitions=3, extra=()):
+        """New topics for one measurement: NAME (`partitions`), NAME.dlq (1),
+        and per `extra` item "SUFFIX:PARTS" one NAME+SUFFIX."""
+        self.serial += 1
+        name = f"bench{self.serial}"
+        specs = [f"{name}{e}" for e in extra]
+        t = Topics(name, partitions, [x.split(":")[0] for x in specs])
+        self._topics("create", f"{t.topic}:{partitions}", f"{t.dlq}:1", *specs)
+        return t
+
+    def drop(self, t):
+        self._topics("delete", t.topic, t.dlq, *t.extra)
+
+    @contextlib.contextmanager
+    def topics(self, partitions=3, extra=()):
+        """fresh() for the with-block, drop() after it."""
+        t = self.fresh(partitions, extra)
+        try:
+            yield t
+        finally:
+            try:
+                self.drop(t)
+            except Exception as e:  # a broker that is down keeps them: no matter
+                log(f"kafka: could not delete topics of {t.topic}: {e}")
+
+    def broker_pids(self):
+        """The JVMs (the peer's children that exec'd java)."""
+        return [c for c in children(self.proc.pid) if _comm(c) == "java"]
+
+    def cpu_s(self):
+        """CPU seconds of the running broker JVMs (a restarted node starts
+        from 0: compare only within one broker life)."""
+        total = 0.0
+        for pid in self.broker_pids():
+            try:
+                total += cpu_s(pid)
+            except OSError:
+                pass
+        return total
+
+    def rss_kb(self):
+        return sum(status_kb(p, "VmRSS") or 0 for p in self.broker_pids())
 
     def stop(self):
         self.procs.stop(self.proc)
 
 
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 class Consumer:
-    """vane-bench-consumer (tests/bench/bench_consumer.cpp) as a child."""
+    """vane-bench-consumer (tests/bench/bench_consumer.cpp) as a child.
+
+    fetch_wait_ms: the broker holds a fetch at most this long when nothing
+    is there; it answers as soon as a message lands (fetch.min.bytes=1), so
+    a longer wait costs no latency, only fewer empty fetches."""
 
     def __init__(self, procs, build, bootstrap, topics, latency="none", dump=None, dump_count=0,
-                 fetch_wait_ms=1):
+                 fetch_wait_ms=100):
         argv = [f"{build}/tests/bench/vane-bench-consumer", "--bootstrap", bootstrap, "--latency", latency,
                 "--fetch-wait-ms", str(fetch_wait_ms)]
         for t in topics:

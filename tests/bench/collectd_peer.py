@@ -6,7 +6,8 @@
 
 One vane-sim serves `devices` turbines as Modbus TCP slaves (unit ids
 1..N, simulator/modbus_map.h). Polled, one after the other, over the same
-wall time and into the same Kafka helper (vane-kafka-mock, own process):
+wall time and into the same broker (Apache Kafka, vane-kafka-peer: started
+for the run, or the caller's), each on fresh topics:
 
   vane      one modbus_tcp source: every device, the map's registers, at
             `hz`; buffer.sync normal -> topic telemetry
@@ -44,8 +45,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_util import (Consumer, KafkaMock, Lines, Procs, Vane, cpu_ns, cpu_s, install_signal_cleanup, log,  # noqa: E402
-                        status_kb, wait_until)
+from bench_util import (Consumer, KafkaPeer, Lines, Procs, Vane, cpu_ns, cpu_s, install_signal_cleanup,  # noqa: E402
+                        log, status_kb, wait_until)
 
 COLLECTD = "/usr/sbin/collectd"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +67,7 @@ MAPS = {
 }
 
 
-def collectd_conf(d, port, bootstrap, devices, interval_s, m):
+def collectd_conf(d, port, bootstrap, topic, devices, interval_s, m):
     data = "\n".join(f"""  <Data "{name}">
     RegisterBase {addr}
     RegisterType {m['cd_type']}
@@ -78,7 +79,7 @@ def collectd_conf(d, port, bootstrap, devices, interval_s, m):
       Instance "D-{u:03d}"
 {chr(10).join(f'      Collect "{name}"' for name, _ in m["regs"])}
     </Slave>""" for u in range(1, devices + 1))
-    return f"""# collectd_peer.py: collectd polling vane-sim, writing to the Kafka helper.
+    return f"""# collectd_peer.py: collectd polling vane-sim, writing to Kafka.
 Hostname "bench"
 FQDNLookup false
 BaseDir "{d}/collectd"
@@ -107,7 +108,7 @@ LoadPlugin write_kafka
   Property "metadata.broker.list" "{bootstrap}"
   Property "enable.idempotence" "true"
   Property "linger.ms" "5"
-  <Topic "collectd">
+  <Topic "{topic}">
     Format JSON
     Property "acks" "all"
   </Topic>
@@ -115,7 +116,7 @@ LoadPlugin write_kafka
 """
 
 
-def vane_cfg(d, port, bootstrap, devices, interval_ms, m=MAPS["turbine"]):
+def vane_cfg(d, port, bootstrap, topics, devices, interval_ms, m=MAPS["turbine"]):
     src = {
         "name": "modbus", "type": "modbus_tcp", "host": "127.0.0.1", "port": port,
         "interval_ms": interval_ms, "timeout_ms": 500, "device_field": "turbine_id",
@@ -128,7 +129,7 @@ def vane_cfg(d, port, bootstrap, devices, interval_ms, m=MAPS["turbine"]):
     return {
         "gateway": {"id": "gw-bench"},
         "buffer": {"path": f"{d}/buffer.db", "sync": "normal"},
-        "kafka": {"brokers": bootstrap},
+        "kafka": {"brokers": bootstrap, **topics.kafka_cfg()},
         "schemas": {"turbine": f"{SOURCE_DIR}/examples/schemas/turbine.schema.json"},
         "http": {"listen": ""},
         "sources": [src],
@@ -157,7 +158,8 @@ def finish(m, register_reads, requests_per_s):
     return m
 
 
-def run(build, seconds=20, warmup=3, devices=10, hz=10, workdir=None, map_name="turbine"):
+def run(build, seconds=20, warmup=3, devices=10, hz=10, workdir=None, map_name="turbine", kafka=None):
+    """kafka: a running KafkaPeer to use; None: one started for this run."""
     m_ = MAPS[map_name]
     regs, per_value = m_["regs"], m_["per_value"]
     interval_ms = int(round(1000 / hz))
@@ -167,7 +169,8 @@ def run(build, seconds=20, warmup=3, devices=10, hz=10, workdir=None, map_name="
            "expected_register_reads_per_s": round(devices * hz * len(regs) * per_value)}
     try:
         with Procs() as procs:
-            mock = KafkaMock(procs, build, ["telemetry:3", "telemetry.dlq:1", "collectd:3"])
+            if kafka is None:
+                kafka = KafkaPeer(procs, build)
             sim = procs.start([f"{build}/simulator/vane-sim", "modbus", "--listen", "127.0.0.1:0", "--turbines",
                                str(devices), "--interval-ms", str(interval_ms)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -175,16 +178,17 @@ def run(build, seconds=20, warmup=3, devices=10, hz=10, workdir=None, map_name="
             port = int(line.rsplit(":", 1)[1])
 
             # vane
-            cons = Consumer(procs, build, mock.bootstrap, ["telemetry", "telemetry.dlq"])
-            v = Vane(procs, build, d, vane_cfg(d, port, mock.bootstrap, devices, interval_ms, m_))
-            v.wait_running()
-            if not wait_until(lambda: cons.unique("modbus") > 0, 20):
-                raise RuntimeError(f"vane: nothing from the modbus source in Kafka:\n{v.log_text()[-3000:]}")
-            m = measure(v.pid, cons, lambda s: s["sources"].get("modbus", {}).get("unique", 0), warmup, seconds)
-            st = cons.stats()
-            v.stop()
-            cons.stop()
-            dlq = st["topics"].get("telemetry.dlq", 0)
+            with kafka.topics() as t:
+                cons = Consumer(procs, build, kafka.bootstrap, t.read)
+                v = Vane(procs, build, d, vane_cfg(d, port, kafka.bootstrap, t, devices, interval_ms, m_))
+                v.wait_running()
+                if not wait_until(lambda: cons.unique("modbus") > 0, 60):
+                    raise RuntimeError(f"vane: nothing from the modbus source in Kafka:\n{v.log_text()[-3000:]}")
+                m = measure(v.pid, cons, lambda s: s["sources"].get("modbus", {}).get("unique", 0), warmup, seconds)
+                st = cons.stats()
+                v.stop()
+                cons.stop()
+            dlq = st["topics"].get(t.dlq, 0)
             out["vane"] = finish(m, m["messages"] * len(regs) * per_value, round(devices * hz))
             out["vane"]["dead_letters"] = dlq
             log(f"peer: vane {out['vane']['cpu_us_per_register_read']} µs CPU per register read, "
@@ -192,24 +196,25 @@ def run(build, seconds=20, warmup=3, devices=10, hz=10, workdir=None, map_name="
 
             # collectd
             os.makedirs(f"{d}/collectd", exist_ok=True)
-            with open(f"{d}/collectd.conf", "w") as f:
-                f.write(collectd_conf(d, port, mock.bootstrap, devices, interval_ms / 1000, m_))
-            dump = f"{d}/collectd-sample.tsv"
-            cons = Consumer(procs, build, mock.bootstrap, ["collectd"], dump=dump, dump_count=3)
-            err = open(f"{d}/collectd.stderr", "w+")
-            cd = procs.start([COLLECTD, "-f", "-C", f"{d}/collectd.conf"], stderr=err, stdout=err)
+            with kafka.topics(partitions=3) as t:
+                with open(f"{d}/collectd.conf", "w") as f:
+                    f.write(collectd_conf(d, port, kafka.bootstrap, t.topic, devices, interval_ms / 1000, m_))
+                dump = f"{d}/collectd-sample.tsv"
+                cons = Consumer(procs, build, kafka.bootstrap, [t.topic], dump=dump, dump_count=3)
+                err = open(f"{d}/collectd.stderr", "w+")
+                cd = procs.start([COLLECTD, "-f", "-C", f"{d}/collectd.conf"], stderr=err, stdout=err)
 
-            def collectd_log():
-                with open(f"{d}/collectd.stderr") as f:
-                    return f.read()
-            if not wait_until(lambda: cons.stats()["topics"].get("collectd", 0) > 0 or cd.poll() is not None, 30):
-                raise RuntimeError(f"collectd: nothing in Kafka within 30 s:\n{collectd_log()[-3000:]}")
-            if cd.poll() is not None:
-                raise RuntimeError(f"collectd exited {cd.returncode}:\n{collectd_log()[-3000:]}")
-            m = measure(cd.pid, cons, lambda s: s["topics"].get("collectd", 0), warmup, seconds)
-            procs.stop(cd)
-            err.close()
-            cons.stop()
+                def collectd_log():
+                    with open(f"{d}/collectd.stderr") as f:
+                        return f.read()
+                if not wait_until(lambda: cons.stats()["topics"].get(t.topic, 0) > 0 or cd.poll() is not None, 60):
+                    raise RuntimeError(f"collectd: nothing in Kafka within 60 s:\n{collectd_log()[-3000:]}")
+                if cd.poll() is not None:
+                    raise RuntimeError(f"collectd exited {cd.returncode}:\n{collectd_log()[-3000:]}")
+                m = measure(cd.pid, cons, lambda s: s["topics"].get(t.topic, 0), warmup, seconds)
+                procs.stop(cd)
+                err.close()
+                cons.stop()
             out["collectd"] = finish(m, m["messages"] * per_value, round(devices * hz * len(regs)))
             with open(dump) as f:
                 out["collectd"]["sample"] = f.readline().rstrip("\n").split("\t")[-1][:400]
@@ -231,8 +236,8 @@ def markdown(r, heading=True):
     L += [
         f"**{r['devices']} devices, {what} ({r['registers_per_device']} registers each), every "
         f"{1000 / r['hz']:.0f} ms**: {r['expected_register_reads_per_s']:,} register reads/s asked for; one vane-sim "
-        f"(unit ids 1..{r['devices']}); one tool after the other, each into the Kafka helper, {v['seconds']:g} s "
-        "windows. vane: modbus_tcp source, " + ("turbine schema, " if r["map"] == "turbine" else "") +
+        f"(unit ids 1..{r['devices']}); one tool after the other, each into the same Kafka broker, "
+        f"{v['seconds']:g} s windows. vane: modbus_tcp source, " + ("turbine schema, " if r["map"] == "turbine" else "") +
         "SQLite buffer (sync=normal), Kafka. collectd 5.12: modbus -> write_kafka (JSON, acks=all, idempotence).",
         "",
         "| | CPU per register read | register reads/s landed in Kafka | Modbus requests/s | Kafka messages | "

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Where vane's time goes in the end-to-end run: vane as e2e_bench.py runs it
-(simulator -> schema -> buffer -> Kafka helper, consumer reading along),
-sampled with perf.
+(simulator -> schema -> buffer -> a real Apache Kafka broker, vane-kafka-peer,
+consumer reading along), sampled with perf.
 
     e2e_profile.py --build BUILD_DIR [--rate max|N] [--sync normal] [--seconds 15]
                    [--out DIR] [--freq 499]
@@ -24,8 +24,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_util import Consumer, KafkaMock, Procs, Vane, install_signal_cleanup, log, wait_until  # noqa: E402
-from e2e_bench import READ_TOPICS, TOPICS, sim, vane_cfg  # noqa: E402
+from bench_util import Consumer, KafkaPeer, Procs, Vane, install_signal_cleanup, log, wait_until  # noqa: E402
+from e2e_bench import sim, vane_cfg  # noqa: E402
 
 
 def thread_cpu(pid):
@@ -68,10 +68,11 @@ def main():
     tick = os.sysconf("SC_CLK_TCK")
     try:
         with Procs() as procs:
-            mock = KafkaMock(procs, build, TOPICS)
-            cons = Consumer(procs, build, mock.bootstrap, READ_TOPICS)
-            v = Vane(procs, build, work, vane_cfg(work, mock.bootstrap, [sim("sim", rate=rate)], sync=a.sync,
-                                                 max_bytes="32GiB"))
+            kafka = KafkaPeer(procs, build)
+            t = kafka.fresh()
+            cons = Consumer(procs, build, kafka.bootstrap, t.read)
+            v = Vane(procs, build, work, vane_cfg(work, kafka.bootstrap, [sim("sim", rate=rate)], sync=a.sync,
+                                                 max_bytes="32GiB", topics=t))
             v.wait_running()
             if not wait_until(lambda: cons.unique() >= a.warmup_readings, 60, interval_s=0.1):
                 raise RuntimeError(f"fewer than {a.warmup_readings} readings reached Kafka within 60 s")

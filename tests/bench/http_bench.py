@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What watching vane costs: the simulator at full speed into the buffer and
-vane-kafka-mock, with the HTTP endpoint idle, and with Prometheus scraping
+a real Apache Kafka broker (vane-kafka-peer, one for the whole run, fresh
+topics per round), with the HTTP endpoint idle, and with Prometheus scraping
 /metrics every second while the status page is open (it polls /health and
 /api/v1/latest every 2 s). Rounds alternate idle and watched; throughput
 is committed readings per second (the buffer's next_seq over the window).
@@ -23,11 +24,11 @@ import bench_util as bu  # noqa: E402
 SOURCE_DIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
-def config(tmp, bootstrap, port):
+def config(tmp, bootstrap, topics, port):
     return {
         "gateway": {"id": "gw-bench"},
         "buffer": {"path": f"{tmp}/buffer.db", "max_bytes": "2GiB"},
-        "kafka": {"brokers": bootstrap, "topic": "telemetry", "dead_letter_topic": "telemetry.dlq"},
+        "kafka": {"brokers": bootstrap, **topics.kafka_cfg()},
         "schemas": {"turbine": f"{SOURCE_DIR}/examples/schemas/turbine.schema.json"},
         "sources": [{"name": "sim", "type": "simulator", "schema": "turbine", "devices": 50, "rate": "max"}],
         "http": {"listen": f"127.0.0.1:{port}"},
@@ -77,11 +78,10 @@ class Watcher:
             t.join(timeout=10)
 
 
-def one_round(build, watched, seconds, warmup):
-    with bu.Procs() as procs, tempfile.TemporaryDirectory(prefix="vane-http-bench-") as tmp:
-        kafka = bu.KafkaMock(procs, build)
+def one_round(build, kafka, watched, seconds, warmup):
+    with bu.Procs() as procs, tempfile.TemporaryDirectory(prefix="vane-http-bench-") as tmp, kafka.topics() as t:
         port = bu.free_port()
-        vane = bu.Vane(procs, build, tmp, config(tmp, kafka.bootstrap, port))
+        vane = bu.Vane(procs, build, tmp, config(tmp, kafka.bootstrap, t, port))
         vane.wait_running()
         ok = bu.wait_until(lambda: bu.buffer_next_seq(vane.buffer) > 1, 30)
         if not ok:
@@ -116,18 +116,21 @@ def main():
     a = ap.parse_args()
     bu.install_signal_cleanup()
     idle, watched = [], []
-    for i in range(a.rounds):
-        # Alternate which goes first, so drift over the run hits both alike.
-        order = (False, True) if i % 2 == 0 else (True, False)
-        for w in order:
-            r = one_round(a.build, w, a.seconds, a.warmup)
-            bu.log(f"round {i + 1} {'watched' if w else 'idle'}: {r['rate']:.0f} readings/s")
-            (watched if w else idle).append(r)
+    with bu.Procs() as base:
+        kafka = bu.KafkaPeer(base, a.build)
+        for i in range(a.rounds):
+            # Alternate which goes first, so drift over the run hits both alike.
+            order = (False, True) if i % 2 == 0 else (True, False)
+            for w in order:
+                r = one_round(a.build, kafka, w, a.seconds, a.warmup)
+                bu.log(f"round {i + 1} {'watched' if w else 'idle'}: {r['rate']:.0f} readings/s")
+                (watched if w else idle).append(r)
     errors = sum(r["errors"] for r in watched)
     ratios = [w["rate"] / i["rate"] for w, i in zip(watched, idle)]
     print(f"### What watching costs, {time.strftime('%Y-%m-%d')} ({bu.machine()})")
     print()
-    print(f"Simulator at full speed (50 turbines) -> schema -> buffer (sync=normal) -> vane-kafka-mock, "
+    print(f"Simulator at full speed (50 turbines) -> schema -> buffer (sync=normal) -> Apache Kafka "
+          f"(one node, loopback, fresh topics per round), "
           f"{a.seconds:.0f} s per round after {a.warmup:.0f} s warm-up. Watched: /metrics every 1 s, "
           f"/health and /api/v1/latest every 2 s (the open status page).")
     print()

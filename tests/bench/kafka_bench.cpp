@@ -1,24 +1,28 @@
-// The raw librdkafka produce ceiling: vane's payloads, produced with the
-// producer settings vane uses (agent/kafka_uplink.cpp: idempotence, acks=all,
-// no message timeout, linger.ms=5, batch.num.messages=10000, a queue of
-// 2 x max_in_flight messages, 256 MiB) and at most max_in_flight messages
-// unacknowledged (the forwarder's bound), to the Kafka helper in its own
-// process. No vane code: a loop of rd_kafka_producev with the same headers
-// (vane-gateway, vane-source, vane-seq, vane-schema) and key, copying
-// payloads as vane does, until every delivery report is in.
+// The plain librdkafka producer every Kafka-facing benchmark figure of vane
+// is a ratio to: vane's payloads, produced with the producer settings vane
+// uses (agent/kafka_uplink.cpp: idempotence, acks=all, no message timeout,
+// linger.ms=5, batch.num.messages=10000, a queue of 2 x max_in_flight
+// messages, 32 MiB) and at most max_in_flight messages unacknowledged (the
+// forwarder's bound), to the same broker as vane. No vane code: a loop of
+// rd_kafka_producev with the same headers (vane-gateway, vane-source,
+// vane-seq 1..N, vane-schema) and key, copying payloads as vane does, until
+// every delivery report is in.
 //
-//   kafka_bench [--bootstrap HOST:PORT] [--seconds S | --messages N]
+//   kafka_bench [--bootstrap HOST:PORT] [--topic NAME] [--seconds S | --messages N]
 //               [--rate R] [--payloads FILE] [--max-in-flight N] [--property K=V]...
 //
 // --rate: R messages/s on a steady schedule instead of as fast as possible,
 // each with the time of its production as the "timestamp" in its value, so a
 // consumer (vane-bench-consumer) measures the latency floor of the Kafka path
-// alone: producer -> helper -> consumer.
+// alone: producer -> broker -> consumer.
 //
-// Without --bootstrap it starts vane-kafka-mock itself. --payloads: lines of
-// "key<TAB>source<TAB>schema<TAB>value" (what vane-bench-consumer --dump
-// writes: real messages vane produced); without it, turbine readings shaped
-// like vane's serializer output. Prints one JSON line.
+// Without --bootstrap it starts a one-node Apache Kafka itself
+// (support/kafka_cluster.h; topics telemetry:3, telemetry.dlq:1). --topic:
+// default telemetry. --payloads: lines of "key<TAB>source<TAB>schema<TAB>value"
+// (what vane-bench-consumer --dump writes: real messages vane produced);
+// without it, turbine readings shaped like vane's serializer output. Prints
+// one JSON line: counts, rate, CPU and peak RSS of this process, and with
+// --rate the producer's own ack latency (produce -> delivery report).
 #include <librdkafka/rdkafka.h>
 #include <sys/resource.h>
 
@@ -37,7 +41,8 @@
 #include <utility>
 #include <vector>
 
-#include "support/kafka_reader.h"
+#include "support/kafka_cluster.h"
+#include "support/rdkafka_ptr.h"
 
 #include "bench_payloads.h"
 
@@ -82,17 +87,24 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 
 using vane::bench::cpu_seconds;
 
+// VmHWM of this process, kB (getrusage's ru_maxrss).
+long peak_rss_kb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
 int usage() {
   std::fprintf(stderr,
-               "usage: kafka_bench [--bootstrap B] [--seconds S | --messages N] [--payloads FILE]"
-               " [--max-in-flight N] [--property K=V]...\n");
+               "usage: kafka_bench [--bootstrap B] [--topic T] [--seconds S | --messages N] [--rate R]"
+               " [--payloads FILE] [--max-in-flight N] [--property K=V]...\n");
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string bootstrap, payload_path;
+  std::string bootstrap, payload_path, topic_name = "telemetry";
   double seconds = 10, rate = 0;
   std::uint64_t messages = 0;
   int max_in_flight = 10000;  // kafka.max_in_flight default
@@ -101,6 +113,7 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (i + 1 >= argc) return usage();
     if (a == "--bootstrap") bootstrap = argv[++i];
+    else if (a == "--topic") topic_name = argv[++i];
     else if (a == "--seconds") seconds = std::atof(argv[++i]);
     else if (a == "--messages") messages = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--rate") rate = std::atof(argv[++i]);
@@ -119,18 +132,22 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  vane::test::MockKafka mock;  // only when no --bootstrap
+  std::unique_ptr<vane::test::KafkaCluster> cluster;  // only when no --bootstrap
   if (bootstrap.empty()) {
-    bootstrap = mock.start(1, {});
-    if (bootstrap.empty()) {
-      std::fprintf(stderr, "kafka_bench: cannot start vane-kafka-mock: %s\n", mock.last_error().c_str());
+    try {
+      cluster = std::make_unique<vane::test::KafkaCluster>();
+      cluster->create_topic("telemetry", 3);
+      cluster->create_topic("telemetry.dlq", 1);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "kafka_bench: %s\n", e.what());
       return 1;
     }
+    bootstrap = cluster->bootstrap();
   }
 
   const std::string gateway = "gw-bench";
   char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  vane::test::RdKafkaConfPtr conf(rd_kafka_conf_new());
   const std::pair<std::string, std::string> settings[] = {
       {"bootstrap.servers", bootstrap},
       {"client.id", "vane-" + gateway},
@@ -140,24 +157,28 @@ int main(int argc, char** argv) {
       {"linger.ms", "5"},
       {"batch.num.messages", "10000"},
       {"queue.buffering.max.messages", std::to_string(std::max(max_in_flight * 2, 1000))},
-      {"queue.buffering.max.kbytes", "262144"},
+      {"queue.buffering.max.kbytes", "32768"},
   };
   for (const auto& kv : settings) props.insert(props.begin(), kv);  // --property overrides
   for (const auto& [k, v] : props) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
       std::fprintf(stderr, "kafka_bench: %s: %s\n", k.c_str(), err);
       return 2;
     }
   }
   Counts counts;
-  rd_kafka_conf_set_opaque(conf, &counts);
-  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (!rk) {
+  rd_kafka_conf_set_opaque(conf.get(), &counts);
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), on_delivery);
+  vane::test::RdKafkaPtr producer(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
+  if (!producer) {
     std::fprintf(stderr, "kafka_bench: %s\n", err);
     return 1;
   }
-  rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, "telemetry", nullptr);
+  conf.release();  // rd_kafka_new took it
+  rd_kafka_t* rk = producer.get();
+  std::unique_ptr<rd_kafka_topic_t, void (*)(rd_kafka_topic_t*)> topic_handle(
+      rd_kafka_topic_new(rk, topic_name.c_str(), nullptr), rd_kafka_topic_destroy);
+  rd_kafka_topic_t* topic = topic_handle.get();
 
   // Warm up: metadata, the idempotent producer id, connections.
   {
@@ -209,7 +230,8 @@ int main(int argc, char** argv) {
       value = &stamped;
     }
     const int seq_len = std::snprintf(seq, sizeof seq, "%llu", static_cast<unsigned long long>(produced + 1));
-    rd_kafka_headers_t* h = rd_kafka_headers_new(5);
+    vane::test::RdKafkaHeadersPtr headers(rd_kafka_headers_new(5));
+    rd_kafka_headers_t* h = headers.get();
     rd_kafka_header_add(h, "vane-gateway", -1, gateway.data(), static_cast<ssize_t>(gateway.size()));
     rd_kafka_header_add(h, "vane-source", -1, p.source.data(), static_cast<ssize_t>(p.source.size()));
     rd_kafka_header_add(h, "vane-seq", -1, seq, seq_len);
@@ -229,9 +251,9 @@ int main(int argc, char** argv) {
     }
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::fprintf(stderr, "kafka_bench: produce: %s\n", rd_kafka_err2str(e));
-      rd_kafka_headers_destroy(h);
       return 1;
     }
+    headers.release();  // the message owns them now
     ++produced;
     rd_kafka_poll(rk, 0);
   }
@@ -250,13 +272,11 @@ int main(int argc, char** argv) {
   std::printf(
       "\"produced\":%llu,\"delivered\":%llu,\"failed\":%llu,\"first_error\":\"%s\",\"seconds\":%.3f,"
       "\"readings_per_s\":%.0f,\"cpu_s\":%.3f,\"cpu_s_per_million\":%.3f,\"payloads\":%zu,"
-      "\"payload_bytes\":%zu,\"queue_full\":%llu,\"max_in_flight\":%d,\"rate\":%.0f}\n",
+      "\"payload_bytes\":%zu,\"queue_full\":%llu,\"max_in_flight\":%d,\"rate\":%.0f,\"peak_rss_kb\":%ld}\n",
       static_cast<unsigned long long>(produced), static_cast<unsigned long long>(counts.delivered),
       static_cast<unsigned long long>(counts.failed), counts.first_error.c_str(), wall,
       static_cast<double>(counts.delivered) / wall, cpu,
       counts.delivered ? cpu / static_cast<double>(counts.delivered) * 1e6 : 0.0, payloads.size(),
-      payloads[0].value.size(), static_cast<unsigned long long>(queue_full), max_in_flight, rate);
-  rd_kafka_topic_destroy(topic);
-  rd_kafka_destroy(rk);
+      payloads[0].value.size(), static_cast<unsigned long long>(queue_full), max_in_flight, rate, peak_rss_kb());
   return counts.failed == 0 && counts.delivered == produced ? 0 : 1;
 }

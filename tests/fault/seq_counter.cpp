@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cinttypes>
+#include <cstdio>
 #include <functional>
 #include <string_view>
 
@@ -48,12 +50,21 @@ void SeqCounter::take(const rd_kafka_message_t* m) {
   if (seq >= counts_.size()) {
     counts_.resize(seq + 1, 0);
     hashes_.resize(seq + 1, 0);
+    first_partition_.resize(seq + 1, 0);
+    first_offset_.resize(seq + 1, -1);
   }
+  const std::pair<std::string, std::int32_t> tp{rd_kafka_topic_name(m->rkt), m->partition};
+  auto at = std::find(partitions_.begin(), partitions_.end(), tp);
+  if (at == partitions_.end()) at = partitions_.insert(partitions_.end(), tp);
+  const auto index = static_cast<std::uint32_t>(at - partitions_.begin());
   if (counts_[seq]++ == 0) {
     ++distinct_;
     hashes_[seq] = hash;
-  } else if (hashes_[seq] != hash) {
-    ++mismatched_;
+    first_partition_[seq] = index;
+    first_offset_[seq] = m->offset;
+  } else {
+    if (hashes_[seq] != hash) ++mismatched_;
+    if (copies_.size() < kCopiesKept) copies_.push_back({seq, index, m->offset});
   }
 }
 
@@ -107,6 +118,55 @@ std::vector<std::uint64_t> SeqCounter::missing(std::uint64_t upto) const {
   std::vector<std::uint64_t> out;
   for (std::uint64_t s = 1; s <= upto; ++s)
     if (count(s) == 0) out.push_back(s);
+  return out;
+}
+
+std::string SeqCounter::where(std::uint32_t topic_partition, std::int64_t offset) const {
+  const auto& [topic, partition] = partitions_[topic_partition];
+  return topic + "[" + std::to_string(partition) + "]@" + std::to_string(offset);
+}
+
+std::string SeqCounter::duplicate_summary() const {
+  std::size_t seqs = 0;
+  for (std::uint64_t s = 1; s < counts_.size(); ++s) seqs += counts_[s] >= 2;
+  if (seqs == 0) return "";
+  std::string out = std::to_string(seqs) + " seqs landed more than once (" + std::to_string(duplicates()) +
+                    " extra copies" + (copies_.size() < duplicates() ? ", the first " + std::to_string(copies_.size()) +
+                                                                        " kept" : "") + ")";
+  // Runs of consecutive offsets of extra copies, per partition.
+  for (std::uint32_t tp = 0; tp < partitions_.size(); ++tp) {
+    struct Run {
+      std::int64_t first, last;
+      std::uint64_t lo, hi;
+    };
+    std::vector<Run> runs;
+    for (const Copy& c : copies_) {
+      if (c.partition != tp) continue;
+      if (!runs.empty() && c.offset == runs.back().last + 1) {
+        runs.back().last = c.offset;
+        runs.back().lo = std::min(runs.back().lo, c.seq);
+        runs.back().hi = std::max(runs.back().hi, c.seq);
+      } else {
+        runs.push_back({c.offset, c.offset, c.seq, c.seq});
+      }
+    }
+    if (runs.empty()) continue;
+    out += "; " + partitions_[tp].first + "[" + std::to_string(partitions_[tp].second) + "]: " +
+           std::to_string(runs.size()) + " runs";
+    for (std::size_t i = 0; i < runs.size() && i < 8; ++i) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "%s offsets %" PRId64 "..%" PRId64 " (seqs %" PRIu64 "..%" PRIu64 ")",
+                    i ? "," : ":", runs[i].first, runs[i].last, runs[i].lo, runs[i].hi);
+      out += buf;
+    }
+    if (runs.size() > 8) out += ", ...";
+  }
+  out += "; e.g.";
+  for (std::size_t i = 0; i < copies_.size() && i < 3; ++i) {
+    const Copy& c = copies_[i];
+    out += " seq " + std::to_string(c.seq) + " at " + where(first_partition_[c.seq], first_offset_[c.seq]) + " and " +
+           where(c.partition, c.offset) + ";";
+  }
   return out;
 }
 

@@ -1,7 +1,9 @@
 // Counts what landed in Kafka by vane-seq, for the fault tests: a fault run
-// lands hundreds of thousands of readings, so this keeps one count and one
-// value hash per seq instead of every message (support/KafkaReader keeps
-// them all and copies them on every read).
+// lands hundreds of thousands of readings, so this keeps one count, one
+// value hash and where the first copy landed per seq instead of every
+// message (support/KafkaReader keeps them all and copies them on every
+// read). Brokers may be killed and restarted under it: the consumer
+// reconnects and resumes at the next offset it has not read.
 #pragma once
 
 #include <chrono>
@@ -67,10 +69,17 @@ class SeqCounter {
   std::vector<std::uint64_t> missing(std::uint64_t upto) const;
   // Seqs above `upto` that landed (a seq the buffer never assigned).
   std::size_t landed_above(std::uint64_t upto) const;
+  // How many seqs landed more than once and where the extra copies are: per
+  // partition, the runs of consecutive offsets they fill (one run per
+  // partition for each time a batch of rows was sent again), with their seq
+  // ranges, and the first copies of a few seqs, to find them in a broker's
+  // log. "" when there are none.
+  std::string duplicate_summary() const;
 
  private:
   bool assign(Deadline deadline);
   void take(const rd_kafka_message_t* m);
+  std::string where(std::uint32_t topic_partition, std::int64_t offset) const;
 
   RdKafkaPtr rk_;
   std::vector<std::string> topics_;
@@ -79,6 +88,19 @@ class SeqCounter {
   OffsetMap next_offset_;
   std::vector<std::uint32_t> counts_;  // index: seq
   std::vector<std::uint64_t> hashes_;  // index: seq; hash of the first copy's key and value
+  // Where the first copy landed, index: seq: an index into partitions_ and the offset.
+  std::vector<std::uint32_t> first_partition_;
+  std::vector<std::int64_t> first_offset_;
+  std::vector<std::pair<std::string, std::int32_t>> partitions_;  // (topic, partition) by index
+  // Every copy beyond the first of a seq (up to kCopiesKept): seq, index
+  // into partitions_, offset; in the order read (per partition: offset order).
+  struct Copy {
+    std::uint64_t seq;
+    std::uint32_t partition;
+    std::int64_t offset;
+  };
+  static constexpr std::size_t kCopiesKept = 1'000'000;
+  std::vector<Copy> copies_;
   std::size_t distinct_ = 0, messages_ = 0, no_seq_ = 0, mismatched_ = 0;
   std::uint64_t covered_ = 0;  // cache for covered(): seqs never disappear
 };

@@ -1,15 +1,19 @@
-// Shared by the integration tests: run the real vane binary against a Kafka
-// mock cluster in its own process, and look at what landed.
+// Shared by the integration and fault tests: run the real vane binary
+// against Kafka (Apache Kafka itself for the delivery tests, the mock cluster
+// helper for tests of vane's own logic), and look at what landed.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <exception>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "support/kafka_cluster.h"
 #include "support/kafka_reader.h"
 #include "support/process.h"
 #include "support/wait.h"
@@ -39,6 +43,36 @@ inline std::string sim_config(const std::string& buffer_path, const std::string&
          "  \"sources\": [ { \"name\": \"sim\", \"type\": \"simulator\", \"model\": \"turbine\",\n"
          "                 \"schema\": \"turbine\", " + sim_knobs + " } ]\n"
          "}\n";
+}
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 1;
+  std::map<std::string, std::string> configs;
+};
+
+// vane's default topics: telemetry with 3 partitions, telemetry.dlq with 1.
+inline std::vector<TopicSpec> default_topics() { return {{"telemetry", 3, {}}, {"telemetry.dlq", 1, {}}}; }
+
+// A one-node Apache Kafka (support/kafka_cluster.h) with `topics` created,
+// for a test to start before vane does: explicit topics keep the partition
+// counts deterministic (the broker would auto-create with its own default).
+// On failure (no Kafka here, a node that does not come up) the test fails
+// with one line naming why, and this returns nullptr: call it as
+//   auto kafka = start_kafka(); ASSERT_TRUE(kafka);
+inline std::unique_ptr<KafkaCluster> start_kafka(const std::vector<TopicSpec>& topics = default_topics()) {
+  if (const std::string why = kafka_unavailable_reason(); !why.empty()) {
+    ADD_FAILURE() << "no real Kafka for this test: " << why;
+    return nullptr;
+  }
+  try {
+    auto kafka = std::make_unique<KafkaCluster>();
+    for (const TopicSpec& t : topics) kafka->create_topic(t.name, t.partitions, -1, t.configs);
+    return kafka;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "Kafka: " << e.what();
+    return nullptr;
+  }
 }
 
 // Runs `vane buffer stats PATH`; returns the figure after `field` ("rows:",

@@ -85,7 +85,7 @@ TEST(MqttConfig, ErrorsNameWhatToFix) {
   for (auto& x : e) m.push_back(x.pointer + ": " + x.message);
   ASSERT_EQ(m.size(), 7u) << ::testing::PrintToString(m);
   EXPECT_EQ(m[0], "/sources/2/url: \"http://h\": the scheme must be tcp://, ssl:// or mqtts://");
-  EXPECT_EQ(m[1], "/sources/2/cert_file: cannot read /nonexistent.pem");
+  EXPECT_EQ(m[1], "/sources/2/cert_file: cannot read /nonexistent.pem: No such file or directory");
   EXPECT_EQ(m[2], "/sources/2: a client certificate needs both \"cert_file\" and \"key_file\"");
   EXPECT_EQ(m[3], "/sources/2/topics/0: \"a/#/b\" is not a valid topic filter ('+' and '#' take a whole level, '#' only last)");
   EXPECT_EQ(m[4].rfind("/sources/2/topics/1: \"x+/y\" is not a valid topic filter", 0), 0u);
