@@ -358,6 +358,11 @@ class KafkaUplink final : public Uplink {
       e = rd_kafka_fatal_error(rk, buf, sizeof buf);
       words = buf;
     }
+    if (e == RD_KAFKA_RESP_ERR__AUTHENTICATION && self->scram_needs_newer_client()) {
+      words += "; note: Kafka 4.x brokers refuse the SCRAM of librdkafka before 2.6.1 as invalid credentials even "
+               "when the password is right (this vane runs librdkafka " + std::string(rd_kafka_version_str()) +
+               "): use SASL PLAIN over TLS or mutual TLS against a 4.x cluster";
+    }
     UplinkCause c = kafka_cause(e, words);
     // A connection closed while nothing waits (a broker's idle timeout) is
     // no outage: the next produce reconnects.
@@ -384,6 +389,16 @@ class KafkaUplink final : public Uplink {
     if (std::strcmp(fac, "FAIL") == 0) return;
     if (self->log_limiter_.allow(static_cast<int>(std::hash<std::string_view>{}(fac) & 0x3f)))
       VANE_LOG_WARN("kafka: %s: %s", fac, buf);
+  }
+
+  // SCRAM configured, and a librdkafka whose SCRAM client-final nonce
+  // (fixed in 2.6.1) Kafka 4.x brokers reject under RFC 5802's strict check.
+  bool scram_needs_newer_client() const {
+    if (rd_kafka_version() >= 0x020601ff) return false;
+    std::string mech = cfg_.sasl ? cfg_.sasl->mechanism : "";
+    if (auto it = cfg_.properties.find("sasl.mechanisms"); it != cfg_.properties.end()) mech = it->second;
+    if (auto it = cfg_.properties.find("sasl.mechanism"); it != cfg_.properties.end()) mech = it->second;
+    return mech.rfind("SCRAM", 0) == 0;
   }
 
   // Any thread. Identical causes in a row are folded into one; the queue is

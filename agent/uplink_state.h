@@ -78,7 +78,9 @@ class UplinkTracker {
   //  * A broker's refusal (or a client timeout): refused, unless rows were
   //    delivered within kHold (some topics or partitions refuse, others take
   //    rows, e.g. an ACL on the dead-letter topic only: up, counted, logged
-  //    once). While refused, a vague reason (timeout, unavailable,
+  //    once; a passing refusal such as not_enough_replicas or unavailable
+  //    only once deliveries went on for kHold after it, so that an episode's
+  //    first refusals are not told twice). While refused, a vague reason (timeout, unavailable,
   //    throttled, broker_error) gives way to a specific one; otherwise the
   //    current reason stands while it was seen within kStale.
   //  * Every broker down: down, in the words of the connection failure that

@@ -312,7 +312,7 @@ TEST(ExactlyOnce, ASecondVaneWithTheSameGatewayIdFencesTheFirst) {
 
   // B delivers everything it has above A's last checkpoint, while A runs on.
   const bool b_done = wait_until(
-      [&] { return buffer_stat(buffer_b, "next seq:") - 1 == kB && buffer_rows(buffer_b) == 0; }, 90s, 200ms);
+      [&] { return buffer_stat(buffer_b, "next seq:") - 1 == kB && buffer_rows(buffer_b) == 0; }, 60s, 200ms);
   EXPECT_TRUE(b_done) << "B did not deliver its readings; B:\n" << b.captured_stderr();
   // Some more time with A alive and B idle, so that an A that still
   // forwards has every chance to show it (with B's buffer empty, B has
