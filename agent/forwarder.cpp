@@ -70,16 +70,23 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
   const std::int64_t now = now_us().time_since_epoch().count();
   for (Delivery& d : deliveries) {
     if (in_flight_ > 0) --in_flight_;
-    std::int64_t ts_us = 0;
-    if (auto it = sent_ts_.find(d.seq); it != sent_ts_.end()) {
-      ts_us = it->second;
-      sent_ts_.erase(it);
+    Sent sent;
+    if (auto it = sent_.find(d.seq); it != sent_.end()) {
+      sent = it->second;
+      sent_.erase(it);
     }
+    TopicHold& hold = holds_[static_cast<std::size_t>(sent.stream)];
     if (d.ok) {
       acks_.push_back(d.seq);
       any_ok = true;
-      if (ts_us > 0) metrics_.delivery_latency.observe_us(now - ts_us);
+      if (sent.ts_us > 0) metrics_.delivery_latency.observe_us(now - sent.ts_us);
+      if (hold.held) lift(sent.stream);  // the probe, or a row sent before the hold: the topic takes rows again
+    } else if (refuses_topic(d.cause.reason)) {
+      metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+      metrics_.uplink.refused(d.cause);
+      hold_topic(sent.stream, d.seq, d.cause);
     } else {
+      if (d.seq == hold.probe) hold.probe = 0;  // not the topic's answer: probe again
       failed_.push_back(d.seq);
       metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
       if (d.cause.reason == refused.reason && d.cause.code == refused.code) {
@@ -174,7 +181,7 @@ bool Forwarder::replace_uplink(std::vector<Delivery>& deliveries) {
     if (!pause(std::chrono::seconds(1))) return false;
   }
   in_flight_ = 0;
-  sent_ts_.clear();
+  sent_.clear();
   return true;
 }
 
@@ -183,12 +190,66 @@ void Forwarder::back_off() {
   backoff_until_ = std::chrono::steady_clock::now() + backoff_;
 }
 
+bool Forwarder::refuses_topic(UplinkReason r) {
+  return r == UplinkReason::kAuthorization || r == UplinkReason::kUnknownTopic;
+}
+
+void Forwarder::park(TopicHold& hold, std::uint64_t seq) {
+  hold.parked.push_back(seq);
+  metrics_.held_rows[static_cast<std::size_t>(&hold - holds_.data())].store(hold.parked.size(),
+                                                                            std::memory_order_relaxed);
+}
+
+void Forwarder::hold_topic(Stream stream, std::uint64_t seq, const UplinkCause& why) {
+  TopicHold& hold = holds_[static_cast<std::size_t>(stream)];
+  const auto now = std::chrono::steady_clock::now();
+  if (!hold.held) {
+    hold.held = true;
+    hold.interval = opts_.held_topic_retry;
+    VANE_LOG_WARN("kafka: %s (%s): the brokers refuse this topic for now; its rows stay buffered, held back "
+                  "while the other topic keeps flowing; one row tries it again in %.1f s, then at longer intervals up to a "
+                  "minute, until the topic takes it",
+                  why.detail.c_str(), why.code.c_str(), std::chrono::duration<double>(opts_.held_topic_retry).count());
+  } else if (seq == hold.probe) {
+    hold.interval = std::min(hold.interval * 2, std::max(kMaxHoldRetry, opts_.held_topic_retry));
+  }
+  if (seq == hold.probe || hold.probe == 0) {
+    hold.probe = 0;
+    hold.retry_at = now + hold.interval;
+  }
+  metrics_.hold_cause(stream, why);
+  park(hold, seq);
+}
+
+void Forwarder::retry_held() {
+  const auto now = std::chrono::steady_clock::now();
+  for (TopicHold& hold : holds_) {
+    if (!hold.held || hold.probe != 0 || now < hold.retry_at || hold.parked.empty() || hold.probing) continue;
+    // Time to try the topic again: its oldest held row goes back to the
+    // buffer, and the claim that takes it sends it as the probe.
+    buffer_.release(std::span<const std::uint64_t>(hold.parked.data(), 1));
+    hold.parked.erase(hold.parked.begin());
+    hold.probing = true;
+    metrics_.held_rows[static_cast<std::size_t>(&hold - holds_.data())].store(hold.parked.size(),
+                                                                              std::memory_order_relaxed);
+  }
+}
+
+void Forwarder::lift(Stream stream) {
+  TopicHold& hold = holds_[static_cast<std::size_t>(stream)];
+  VANE_LOG_NOTICE("kafka: the %s topic takes rows again: %zu held rows go out",
+                  stream == Stream::kDeadLetter ? "dead-letter" : "telemetry", hold.parked.size());
+  buffer_.release(hold.parked);
+  hold = TopicHold{};
+  metrics_.held_rows[static_cast<std::size_t>(stream)].store(0, std::memory_order_relaxed);
+  metrics_.hold_cause(stream, UplinkCause{});
+}
+
 void Forwarder::run() {
   if (uplink_->transactional()) return run_transactional();
   std::vector<StoredRecord> batch;
   std::vector<Delivery> deliveries;
   std::vector<std::uint64_t> unsent;
-  std::string error;
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -196,6 +257,7 @@ void Forwarder::run() {
     }
     if (uplink_->fatal(nullptr) && !replace_uplink(deliveries)) return;
 
+    retry_held();
     bool sent = false;
     if (std::chrono::steady_clock::now() >= backoff_until_ && in_flight_ < opts_.max_in_flight) {
       Status s = buffer_.claim(std::min(opts_.claim_batch, opts_.max_in_flight - in_flight_), batch);
@@ -204,21 +266,43 @@ void Forwarder::run() {
         VANE_LOG_WARN("buffer: cannot read rows to forward: %s", s.message().c_str());
         backoff_until_ = std::chrono::steady_clock::now() + kMinBackoff;
       }
+      const auto now = std::chrono::steady_clock::now();
       for (std::size_t i = 0; i < batch.size(); ++i) {
-        const Uplink::SendResult r = uplink_->send(batch[i], &error);
+        const StoredRecord& row = batch[i];
+        TopicHold& hold = holds_[static_cast<std::size_t>(row.rec.stream)];
+        if (hold.held) {
+          // Kept back while its topic refuses; one row at a time probes it.
+          if (hold.probe != 0 || now < hold.retry_at) {
+            park(hold, row.seq);
+            continue;
+          }
+          hold.probe = row.seq;
+          hold.probing = false;
+        }
+        UplinkCause why;
+        const Uplink::SendResult r = uplink_->send(row, &why);
         if (r == Uplink::SendResult::kOk) {
           ++in_flight_;
-          sent_ts_[batch[i].seq] = batch[i].rec.ts_us;
+          sent_[row.seq] = Sent{row.rec.ts_us, row.rec.stream};
           sent = true;
           continue;
         }
+        if (r == Uplink::SendResult::kError && refuses_topic(why.reason)) {
+          // The topic refuses (known before the row left): hold it, not the others.
+          metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+          metrics_.uplink.refused(why);
+          hold_topic(row.rec.stream, row.seq, why);
+          continue;
+        }
+        if (hold.probe == row.seq) hold.probe = 0;
         unsent.clear();
         for (std::size_t j = i; j < batch.size(); ++j) unsent.push_back(batch[j].seq);
         buffer_.release(unsent);
         if (r == Uplink::SendResult::kError) {
           metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-          VANE_LOG_WARN("kafka: cannot send seq %llu: %s", static_cast<unsigned long long>(batch[i].seq),
-                        error.c_str());
+          metrics_.uplink.refused(why);
+          VANE_LOG_WARN("kafka: cannot send seq %llu: %s", static_cast<unsigned long long>(row.seq),
+                        why.detail.c_str());
           back_off();
         }
         break;
@@ -286,6 +370,24 @@ void Forwarder::run_transactional() {
     // only polling and commits do.
     uplink_->poll(0, deliveries);
     observe(&deliveries);
+    if (uplink_->fenced()) {
+      // Another producer holds this gateway's transactional id: a second
+      // vane with the same gateway.id, or an older one still running. A new
+      // producer would fence that one in turn, and the two would take the
+      // id from each other forever; so this one stops forwarding. The rows
+      // of its last transaction were released, not deleted: nothing it did
+      // not commit leaves its buffer.
+      std::string reason;
+      uplink_->fatal(&reason);
+      metrics_.uplink.refused(UplinkCause{UplinkReason::kFenced, "FENCED", reason});
+      VANE_LOG_ERROR("kafka: exactly-once: this vane was fenced (%s): another producer took over its "
+                     "transactional id, i.e. a second vane runs with the same gateway.id. Forwarding stops here and "
+                     "the buffered rows stay; give each gateway its own gateway.id and restart this one",
+                     reason.c_str());
+      while (pause(std::chrono::seconds(1))) {
+      }
+      break;
+    }
     if (uplink_->fatal(nullptr)) {
       if (!replace_uplink(deliveries)) return;
       open = false;
@@ -344,11 +446,16 @@ void Forwarder::run_transactional() {
     std::uint64_t high = 0;
     for (const StoredRecord& r : batch) {
       Uplink::SendResult res;
-      while ((res = uplink_->send(r, &error)) == Uplink::SendResult::kRetry && !stopping()) {
+      UplinkCause why;
+      while ((res = uplink_->send(r, &why)) == Uplink::SendResult::kRetry && !stopping()) {
         uplink_->poll(50, deliveries);
         observe(&deliveries);  // the commit, not a delivery report, says what is in Kafka
       }
       if (res != Uplink::SendResult::kOk) {
+        if (res == Uplink::SendResult::kError) {
+          metrics_.uplink.refused(why);
+          error = why.detail;
+        }
         sent = false;
         break;
       }

@@ -6,6 +6,7 @@
 // the uplink observed (drain_causes) and rows that stay unacknowledged.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -26,6 +27,9 @@ struct ForwarderOptions {
   // Rows in flight and no delivery report (nor a commit) for this long, and
   // the uplink names no reason: the uplink is refused, reason timeout.
   std::chrono::milliseconds no_ack_after{30000};
+  // A topic the brokers refuse for good is tried again with one row after
+  // this, then after twice as long each time, up to a minute.
+  std::chrono::milliseconds held_topic_retry{10000};
 };
 
 using UplinkFactory = std::function<Result<std::unique_ptr<Uplink>>()>;
@@ -60,6 +64,25 @@ class Forwarder {
   // Replaces a failed uplink; false when stop() came first.
   bool replace_uplink(std::vector<Delivery>& deliveries);
   void back_off();
+  // A topic the brokers refuse for good (an ACL denies it, it does not
+  // exist): its rows are parked, claimed but not sent, so they neither hold
+  // back the other topic's rows nor are sent again and again; one row probes
+  // the topic after held_topic_retry (doubling to kMaxHoldRetry), and the first
+  // delivery to it releases them all.
+  struct TopicHold {
+    bool held = false;
+    std::uint64_t probe = 0;  // the row out to test the topic; 0: none
+    bool probing = false;     // a held row was released to be claimed as the probe
+    std::chrono::steady_clock::time_point retry_at{};
+    std::chrono::milliseconds interval{0};
+    std::vector<std::uint64_t> parked;
+  };
+  static bool refuses_topic(UplinkReason r);
+  void hold_topic(Stream stream, std::uint64_t seq, const UplinkCause& why);
+  void park(TopicHold& hold, std::uint64_t seq);
+  void lift(Stream stream);
+  // Releases one held row of each topic whose retry time came, to probe it.
+  void retry_held();
   bool stopping();
   // Sleeps up to `d`; false when stop() came.
   bool pause(std::chrono::milliseconds d);
@@ -81,7 +104,13 @@ class Forwarder {
   // Reading timestamps of the rows in flight, for the reading -> ack latency
   // (a delivery report carries only the seq; the broker may overwrite the
   // record's timestamp with its own).
-  std::unordered_map<std::uint64_t, std::int64_t> sent_ts_;
+  struct Sent {
+    std::int64_t ts_us = 0;
+    Stream stream = Stream::kTelemetry;
+  };
+  std::unordered_map<std::uint64_t, Sent> sent_;
+  std::array<TopicHold, 2> holds_;  // by Stream
+  static constexpr std::chrono::milliseconds kMaxHoldRetry{60000};
   std::vector<std::uint64_t> acks_;       // acknowledged, not yet deleted
   std::chrono::steady_clock::time_point first_ack_at_{};  // when acks_ became non-empty
   static constexpr std::size_t kAckChunk = 1000;

@@ -12,7 +12,7 @@ namespace {
 
 // Words from librdkafka go to the log, /health and the status page: one
 // line, bounded.
-constexpr std::size_t kMaxWords = 300;
+constexpr std::size_t kMaxWords = 512;
 
 std::string one_line(std::string_view s) {
   std::string out;

@@ -262,7 +262,7 @@ class KafkaUplink final : public Uplink {
     fatal_ = true;
   }
 
-  SendResult send(const StoredRecord& r, std::string* error) override {
+  SendResult send(const StoredRecord& r, UplinkCause* why) override {
     char seq[24];
     const int seq_len = std::snprintf(seq, sizeof seq, "%llu", static_cast<unsigned long long>(r.seq));
     HeadersPtr h(rd_kafka_headers_new(5));
@@ -285,7 +285,9 @@ class KafkaUplink final : public Uplink {
       return SendResult::kOk;
     }
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return SendResult::kRetry;
-    if (error) *error = rd_kafka_err2str(err);
+    // Refused before it left (e.g. the topic is known to deny this
+    // principal): the caller treats it like a failed delivery.
+    if (why) *why = kafka_cause(err, std::string(rd_kafka_topic_name(topic)) + ": " + rd_kafka_err2str(err));
     return SendResult::kError;
   }
 
@@ -312,6 +314,12 @@ class KafkaUplink final : public Uplink {
     std::lock_guard<std::mutex> lock(causes_mu_);
     for (UplinkCause& c : causes_) out.push_back(std::move(c));
     causes_.clear();
+  }
+
+  bool fenced() const override {
+    if (!fatal_.load()) return false;
+    char buf[256] = {0};
+    return kafka_reason(rd_kafka_fatal_error(rk_.get(), buf, sizeof buf)) == UplinkReason::kFenced;
   }
 
   bool fatal(std::string* reason) const override {
@@ -405,6 +413,7 @@ class KafkaUplink final : public Uplink {
   // bounded by folding into any equal cause, then by dropping (the forwarder
   // drains it every round, so that takes thousands of distinct causes).
   void note(UplinkCause c) {
+    if (c.reason == UplinkReason::kNone) return;
     constexpr std::size_t kMaxCauses = 64;
     std::lock_guard<std::mutex> lock(causes_mu_);
     auto same = [&](const UplinkCause& o) { return o.reason == c.reason && o.code == c.code; };

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 
+#include "buffer/buffer.h"
 #include "uplink_state.h"
 
 namespace vane {
@@ -79,6 +80,21 @@ struct Metrics {
   Counter last_commit_ns{0};       // steady-clock ns of the last successful buffer commit
   Counter last_delivery_ns{0};     // steady-clock ns of the last acknowledged delivery
   UplinkTracker uplink;               // written by the forwarder
+  // Rows held back per stream (Stream) because the brokers refuse its topic
+  // (an ACL, a missing topic), and why; written by the forwarder.
+  std::array<Counter, 2> held_rows{};
+  void hold_cause(Stream s, const UplinkCause& c) {
+    std::lock_guard<std::mutex> lock(held_mu);
+    held[static_cast<std::size_t>(s)] = c;
+    if (c.reason != UplinkReason::kNone && held_since[static_cast<std::size_t>(s)] == std::chrono::steady_clock::time_point{})
+      held_since[static_cast<std::size_t>(s)] = std::chrono::steady_clock::now();
+    if (c.reason == UplinkReason::kNone) held_since[static_cast<std::size_t>(s)] = {};
+  }
+  // The cause a stream's topic is held for (reason kNone: not held), and since when.
+  std::pair<UplinkCause, std::chrono::steady_clock::time_point> hold_of(Stream s) const {
+    std::lock_guard<std::mutex> lock(held_mu);
+    return {held[static_cast<std::size_t>(s)], held_since[static_cast<std::size_t>(s)]};
+  }
   LatencyHistogram delivery_latency;  // reading timestamp -> Kafka ack
   std::atomic<bool> progress_ok{true};  // the last ProgressWatch verdict
   Counter progress_stalls{0};           // times that verdict went from ok to not ok
@@ -89,6 +105,11 @@ struct Metrics {
   }
 
   SourceCounters& source(const std::string& name) { return *sources.at(name); }
+
+ private:
+  mutable std::mutex held_mu;
+  std::array<UplinkCause, 2> held{};
+  std::array<std::chrono::steady_clock::time_point, 2> held_since{};
 };
 
 // Steady-clock nanoseconds, the unit of Metrics::last_progress_ns.

@@ -99,6 +99,24 @@ void latency_metrics(PromText& p, const LatencyHistogram& h) {
   p.sample(name, {}, static_cast<double>(cumulative), "_count");
 }
 
+const char* stream_name(Stream s) { return s == Stream::kDeadLetter ? "dead_letter" : "telemetry"; }
+
+// The streams whose topic the brokers refuse, with why and how many rows wait.
+json held_topics(const Metrics& m) {
+  json out = json::array();
+  for (const Stream s : {Stream::kTelemetry, Stream::kDeadLetter}) {
+    const auto [cause, since] = m.hold_of(s);
+    if (cause.reason == UplinkReason::kNone) continue;
+    out.push_back({{"stream", stream_name(s)},
+                   {"reason", to_string(cause.reason)},
+                   {"code", cause.code},
+                   {"detail", cause.detail},
+                   {"rows", m.held_rows[static_cast<std::size_t>(s)].load()},
+                   {"since_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count()}});
+  }
+  return out;
+}
+
 }  // namespace
 
 ProcessStats process_stats() {
@@ -193,6 +211,15 @@ std::string render_metrics(const ReportContext& ctx) {
   p.sample("vane_kafka_delivered_total", static_cast<double>(m.delivered.load()));
   p.sample("vane_kafka_delivery_errors_total", static_cast<double>(m.delivery_errors.load()));
   uplink_metrics(p, m.uplink);
+  p.family("vane_kafka_topic_held", T::kGauge,
+           "1 while the brokers refuse a stream's topic for good (an ACL, a missing topic): its rows are held back, the other stream flows.");
+  p.family("vane_buffer_held_rows", T::kGauge, "Rows held back because the brokers refuse their topic; they stay buffered.");
+  for (const Stream s : {Stream::kTelemetry, Stream::kDeadLetter}) {
+    const char* name = stream_name(s);
+    p.sample("vane_kafka_topic_held", {{"stream", name}}, m.hold_of(s).first.reason != UplinkReason::kNone ? 1 : 0);
+    p.sample("vane_buffer_held_rows", {{"stream", name}},
+             static_cast<double>(m.held_rows[static_cast<std::size_t>(s)].load()));
+  }
   latency_metrics(p, m.delivery_latency);
 
   p.family("vane_progress_ok", T::kGauge, "1 while the pipeline makes progress (the /health and watchdog verdict).");
@@ -263,6 +290,7 @@ std::pair<int, std::string> render_health(const ReportContext& ctx) {
                  {"refusals", refusals},
                  {"delivered", m.delivered.load()},
                  {"delivery_errors", m.delivery_errors.load()},
+                 {"held", held_topics(m)},
                  {"last_delivery_age_s",
                   m.delivered.load() ? json(std::chrono::duration<double>(std::chrono::steady_clock::now() - last_delivery).count())
                                      : json(nullptr)}};

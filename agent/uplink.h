@@ -32,9 +32,9 @@ class Uplink {
 
   // Hands one record over for delivery. kRetry: the local queue is full, try
   // again after serving deliveries. kError: this record cannot be sent now
-  // (reason in *error); the caller keeps it buffered and backs off.
-  // Never sleeps.
-  virtual SendResult send(const StoredRecord& r, std::string* error) = 0;
+  // (the cause in *why, its words naming the topic); the caller keeps it
+  // buffered. Never sleeps.
+  virtual SendResult send(const StoredRecord& r, UplinkCause* why) = 0;
   // Serves delivery reports, waiting at most timeout_ms for the first.
   virtual void poll(int timeout_ms, std::vector<Delivery>& out) = 0;
   // Waits up to timeout_ms for everything handed over to be reported.
@@ -50,6 +50,9 @@ class Uplink {
   // An unrecoverable client state (e.g. the idempotent producer's fatal
   // error): the caller must purge and replace this uplink.
   virtual bool fatal(std::string* reason) const = 0;
+  // A fatal state because another producer took this one's transactional
+  // id (exactly-once): replacing the producer would fence that one in turn.
+  virtual bool fenced() const { return false; }
 
   // Exactly-once (kafka.exactly_once): rows go in transactions, each with a
   // checkpoint record naming the highest seq it commits. The calls below are

@@ -231,8 +231,8 @@ void UplinkTracker::refused(const UplinkCause& c, Clock::time_point now) {
         count(c);
       } else if (cur == UplinkState::kRefused) {
         count(c);  // another broker still answers
-      } else if (cur == UplinkState::kUp) {
-        partial();
+      } else {
+        partial();  // up or connecting: said if the deliveries go on
       }
     } else if (c.reason == UplinkReason::kBrokersDown) {
       if (cur == UplinkState::kDown) {

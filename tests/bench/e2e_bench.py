@@ -632,7 +632,8 @@ def report(a, r):
     p(f"vane {r['version']} ({r['commit']}), build `{a.build}` ({r['build_type']}); {r['kernel']}. "
       f"Simulator source, 15 turbines, turbine schema, into Apache Kafka {k.get('version', '?')} "
       f"({k.get('nodes', 1)} KRaft node(s), broker and controller in one JVM, -Xmx{k.get('heap', '?')}, on loopback; "
-      f"started once for the run, serving after {k.get('start_seconds', '?')} s), every measurement on fresh "
+      f"started once for the run, serving after {k.get('start_seconds', '?')} s, then warmed up by "
+      f"{k.get('warmup_seconds', 0):g} s of the plain producer at full speed, not measured), every measurement on fresh "
       "topics (3 partitions, dead-letter topic 1, replication factor 1) read back continuously by "
       f"vane-bench-consumer. Window {a.seconds:g} s after {a.warmup:g} s of warm-up. Kafka properties: "
       f"{a.props or 'vane defaults'}. Load average (1/5/15 min) at the start "
@@ -932,6 +933,9 @@ def main():
                     help="kafka property K=V for vane and the plain producer")
     ap.add_argument("--kafka-nodes", type=int, default=1, help="KRaft nodes of the broker (replication follows)")
     ap.add_argument("--kafka-heap", default=KAFKA_HEAP, help="-Xmx of each broker JVM")
+    ap.add_argument("--kafka-warmup", type=float, default=15,
+                    help="seconds of the plain producer at full speed before the first measurement, not measured: "
+                         "a fresh JVM runs slower until its hot paths are compiled")
     ap.add_argument("--quick", action="store_true", help="short windows, small backlogs")
     ap.add_argument("--smoke", action="store_true", help="about a second per phase: does the harness work")
     ap.add_argument("--json")
@@ -940,13 +944,13 @@ def main():
     if a.quick:
         a.seconds, a.ceiling_seconds, a.backlog_rows, a.ceiling_reps = 8, 4, 300000, 1
         a.footprint_backlog_mb, a.footprint_seconds, a.footprint_drain_seconds = 128, 5, 10
-        a.idle_seconds, a.peer_seconds, a.sustain_seconds = 5, 8, 5
+        a.idle_seconds, a.peer_seconds, a.sustain_seconds, a.kafka_warmup = 5, 8, 5, 8
     if a.smoke:
         a.seconds, a.warmup, a.ceiling_seconds, a.backlog_rows, a.ceiling_reps = 1, 0.5, 1, 5000, 1
         a.sync, a.rates, a.replays = "normal", "1000", "live_first"
         a.footprint_backlog_mb, a.footprint_seconds, a.footprint_drain_seconds = 2, 1, 5
         a.idle_seconds, a.peer_seconds, a.peer_scenarios = 1, 1, "turbine:2"
-        a.sustain_rates, a.sustain_seconds = "20000", 1
+        a.sustain_rates, a.sustain_seconds, a.kafka_warmup = "20000", 1, 0
     a.build = os.path.abspath(a.build)
     a.sync = [s for s in a.sync.split(",") if s]
     a.rates = [int(float(x)) for x in a.rates.split(",") if x]
@@ -966,7 +970,12 @@ def main():
         with Procs() as base:
             a.kafka = KafkaPeer(base, a.build, nodes=a.kafka_nodes, heap=a.kafka_heap)
             r["kafka"] = {"version": kafka_version(), "nodes": a.kafka_nodes, "heap": a.kafka_heap,
-                          "start_seconds": a.kafka.start_seconds, "bootstrap": a.kafka.bootstrap}
+                          "start_seconds": a.kafka.start_seconds, "bootstrap": a.kafka.bootstrap,
+                          "warmup_seconds": a.kafka_warmup}
+            if a.kafka_warmup > 0:
+                w = run_plain(a, None, a.kafka_warmup)
+                r["kafka"]["warmup_per_s"] = w["readings_per_s"]
+                log(f"kafka: warmed up, {a.kafka_warmup:g} s of the plain producer at {w['readings_per_s']:,.0f}/s")
             cap = None
             if phases & {"capture", "ceilings", "max", "rates", "footprint"}:
                 cap = phase_capture(a, workdir)

@@ -87,11 +87,14 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 
 using vane::bench::cpu_seconds;
 
-// VmHWM of this process, kB (getrusage's ru_maxrss).
+// VmHWM of this process, kB, as the harness reads vane's. Not getrusage's
+// ru_maxrss: Linux carries that over exec from the forking parent (a Python
+// script of 45 MB made every run report 45 MB).
 long peak_rss_kb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss;
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
 }
 
 int usage() {

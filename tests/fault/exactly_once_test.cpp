@@ -108,6 +108,7 @@ unsigned test_seed() {
 
 TEST(ExactlyOnce, TwentyKillNinesLeaveEveryReadingOnceForReadCommittedConsumers) {
   TempDir dir("vane-eos-");
+  const auto test_start = SteadyClock::now();
   auto kafka = start_kafka(eos_topics());
   ASSERT_TRUE(kafka);
   const std::string bootstrap = kafka->bootstrap();
@@ -127,14 +128,15 @@ TEST(ExactlyOnce, TwentyKillNinesLeaveEveryReadingOnceForReadCommittedConsumers)
   // recovery; at most kRunsPerOutage runs, then the loop waits for it.
   const std::set<int> outage_runs = {3, 9, 15};
   constexpr int kRunsPerOutage = 3;
-  std::future<std::string> restart;  // the restart's error, "" when it serves again
-  std::atomic<bool> broker_up{true};
+  std::atomic<bool> broker_up{true};  // set by the restart: declared before it, so it outlives it
+  std::future<std::string> restart;   // the restart's error, "" when it serves again
   auto await_broker = [&]() -> std::string {
     if (!restart.valid()) return "";
     return restart.get();
   };
   int kills = 0, during_outage = 0, runs_in_this_outage = 0;
   const auto loop_start = SteadyClock::now();
+  const double kafka_s = std::chrono::duration<double>(loop_start - test_start).count();
   write_file(config, eos_config(buffer, bootstrap, R"("devices": 5, "rate": 1500)"));
   for (int i = 0; i < 20; ++i) {
     const bool kill_broker = outage_runs.contains(i);
@@ -180,7 +182,8 @@ TEST(ExactlyOnce, TwentyKillNinesLeaveEveryReadingOnceForReadCommittedConsumers)
     const std::string error = await_broker();
     ASSERT_EQ(error, "") << "broker restart failed";
   }
-  const double loop_s = std::chrono::duration<double>(SteadyClock::now() - loop_start).count();
+  const auto loop_end = SteadyClock::now();
+  const double loop_s = std::chrono::duration<double>(loop_end - loop_start).count();
 
   // A last run drains the buffer and stops cleanly.
   write_file(config, eos_config(buffer, bootstrap, R"("devices": 5, "rate": 1500, "limit": 10)"));
@@ -192,6 +195,7 @@ TEST(ExactlyOnce, TwentyKillNinesLeaveEveryReadingOnceForReadCommittedConsumers)
   EXPECT_EQ(*rc, 0) << last.captured_stderr();
   const long accepted = buffer_stat(buffer, "next seq:") - 1;
   ASSERT_GT(accepted, 10000);
+  const double drain_s = std::chrono::duration<double>(SteadyClock::now() - loop_end).count();
 
   // Read to the end: the markers come after everything vane committed.
   ASSERT_EQ(append_end_markers(bootstrap, "telemetry", kTelemetryPartitions), "");
@@ -213,9 +217,10 @@ TEST(ExactlyOnce, TwentyKillNinesLeaveEveryReadingOnceForReadCommittedConsumers)
 
   const std::vector<std::uint64_t> lost = counter.missing(static_cast<std::uint64_t>(accepted));
   std::printf(
-      "FIGURE exactly-once crash loop: seed=%u kills=%d (%d while the broker was down or restarting) in %.1f s; "
-      "accepted=%ld committed transactions=%zu; read_committed: distinct=%zu lost=%zu duplicates=%zu\n",
-      seed, kills, during_outage, loop_s, accepted, cps.size(), counter.distinct(), lost.size(),
+      "FIGURE exactly-once crash loop: seed=%u kills=%d (%d while the broker was down or restarting) in %.1f s "
+      "(Kafka up in %.1f s, last run drained in %.1f s); accepted=%ld committed transactions=%zu; read_committed: "
+      "distinct=%zu lost=%zu duplicates=%zu\n",
+      seed, kills, during_outage, loop_s, kafka_s, drain_s, accepted, cps.size(), counter.distinct(), lost.size(),
       counter.duplicates());
   EXPECT_GE(during_outage, static_cast<int>(outage_runs.size()));
   EXPECT_TRUE(lost.empty()) << lost.size() << " lost, first seq " << lost.front();

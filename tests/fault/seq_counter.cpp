@@ -83,26 +83,9 @@ void SeqCounter::poll(std::chrono::milliseconds budget) {
 bool SeqCounter::catch_up(Deadline deadline) {
   while (!assign(deadline))
     if (Clock::now() >= deadline) return false;
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> high;
-  for (const auto& [tp, off] : next_offset_) {
-    std::int64_t lo = 0, hi = 0;
-    for (;;) {
-      const rd_kafka_resp_err_t e =
-          rd_kafka_query_watermark_offsets(rk_.get(), tp.first.c_str(), tp.second, &lo, &hi,
-                                           std::max(ms_until(deadline, 5000), 1));
-      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      if (Clock::now() >= deadline) return false;
-    }
-    high[tp] = hi;
-  }
-  auto done = [&] {
-    for (const auto& [tp, hi] : high) {
-      const std::int64_t next = next_offset_[tp];
-      if (hi > 0 && next < hi) return false;  // BEGINNING (<0) with hi > 0: nothing read yet
-    }
-    return true;
-  };
-  while (!done()) {
+  OffsetMap high;
+  if (!high_watermarks(rk_.get(), next_offset_, deadline, &high)) return false;
+  while (!reached(next_offset_, high)) {
     if (Clock::now() >= deadline) return false;
     poll(std::chrono::milliseconds(ms_until(deadline, 200)));
   }

@@ -10,9 +10,9 @@
 // One node, not three: a whole-cluster kill takes every replica down either
 // way, and what these tests prove (the broker's dedupe of an idempotent
 // producer's retries across its own restart, the buffer's accounting) does
-// not depend on replication; the crash loop restarts the cluster five times,
-// and one JVM starts in a fraction of the time three take on a small
-// machine. Replication, ISR and leader movement are cluster_faults_test.cpp's.
+// not depend on replication; the crash loop restarts the cluster four times,
+// and one JVM starts faster than three on a small machine. Replication, ISR
+// and leader movement are cluster_faults_test.cpp's.
 //
 // Duplicates: a broker keeps every idempotent producer's last sequence
 // numbers per partition (rebuilt from the log after a SIGKILL), so a batch

@@ -10,6 +10,8 @@
 #include <regex>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "integration/agent_test_util.h"
 #include "support/kafka_cluster.h"
 
@@ -241,6 +243,15 @@ TEST_F(KafkaSecurity, AclDenyingTheDeadLetterTopicOnlyKeepsTelemetryFlowing) {
   const std::string metrics = vane.get("/metrics");
   EXPECT_TRUE(std::regex_search(metrics, std::regex(R"(vane_kafka_refusals_total\{reason="authori[sz]ation"\} [1-9])")))
       << metrics;
+  EXPECT_NE(metrics.find("vane_kafka_topic_held{stream=\"dead_letter\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("vane_kafka_topic_held{stream=\"telemetry\"} 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("vane_buffer_held_rows{stream=\"dead_letter\"} " + std::to_string(parked) + "\n"),
+            std::string::npos)
+      << "every buffered row is a held dead letter\n" << metrics;
+  const auto health = nlohmann::json::parse(vane.get("/health"));
+  ASSERT_EQ(health["uplink"]["held"].size(), 1u) << health.dump();
+  EXPECT_EQ(health["uplink"]["held"][0]["stream"], "dead_letter");
+  EXPECT_EQ(health["uplink"]["held"][0]["code"], "TOPIC_AUTHORIZATION_FAILED");
   EXPECT_EQ(vane.stop(), 0);
   EXPECT_EQ(buffer_rows(buffer), parked) << "the dead letters stay for the next start";
 }

@@ -159,7 +159,8 @@ TEST_F(UplinkStateTest, NotEnoughReplicasIsNamedRowsStayBufferedAndDrainOnceTheT
   ASSERT_TRUE(wait_until([&] {
     h = vane.health();
     return uplink().value("state", "") == "refused" && uplink().value("reason", "") == "not_enough_replicas";
-  }, 60s, 200ms)) << h.second.dump() << "\n" << vane.log();
+  }, 120s, 200ms)) << h.second.dump() << "\n" << vane.log();  // a produce already waiting for the third replica
+                                                              // answers only at the broker's request timeout (30 s)
   const double named_after_s = seconds_since(refused_at);
   EXPECT_EQ(h.first, 200) << "an outage the broker explains is not a stall";
   EXPECT_EQ(uplink()["code"], "NOT_ENOUGH_REPLICAS");

@@ -34,6 +34,26 @@ bool add_partitions(rd_kafka_t* rk, const std::string& topic, Deadline deadline,
   return true;
 }
 
+bool high_watermarks(rd_kafka_t* rk, const OffsetMap& partitions, Deadline deadline, OffsetMap* high) {
+  for (const auto& [tp, off] : partitions) {
+    std::int64_t lo = 0, hi = 0;
+    while (rd_kafka_query_watermark_offsets(rk, tp.first.c_str(), tp.second, &lo, &hi,
+                                            std::max(ms_until(deadline, 5000), 1)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      if (Clock::now() >= deadline) return false;
+    (*high)[tp] = hi;
+  }
+  return true;
+}
+
+bool reached(const OffsetMap& next, const OffsetMap& high) {
+  for (const auto& [tp, hi] : high) {
+    auto it = next.find(tp);
+    const std::int64_t n = it == next.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+    if (hi > 0 && n < hi) return false;  // BEGINNING (<0) with hi > 0: nothing read yet
+  }
+  return true;
+}
+
 bool assign_partitions(rd_kafka_t* rk, const OffsetMap& next) {
   RdKafkaPartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
   for (const auto& [tp, off] : next) rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = off;
@@ -121,6 +141,16 @@ void KafkaReader::poll_batch(int timeout_ms) {
     }
     seen_.push_back(std::move(c));
   }
+}
+
+bool KafkaReader::catch_up(Deadline deadline) {
+  OffsetMap high;
+  if (!high_watermarks(rk_.get(), next_offset_, deadline, &high)) return false;
+  while (!reached(next_offset_, high)) {
+    if (Clock::now() >= deadline) return false;
+    poll_batch(ms_until(deadline, 100));
+  }
+  return true;
 }
 
 std::vector<ConsumedMessage> KafkaReader::of(const std::vector<std::string>& topics) const {

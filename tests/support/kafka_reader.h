@@ -33,6 +33,12 @@ using OffsetMap = std::map<std::pair<std::string, std::int32_t>, std::int64_t>;
 bool add_partitions(rd_kafka_t* rk, const std::string& topic, Deadline deadline, OffsetMap& next);
 // Assigns every partition of `next` at its offset (replacing the assignment).
 bool assign_partitions(rd_kafka_t* rk, const OffsetMap& next);
+// The high watermark of every partition in `partitions` as of now, into
+// *high. False if one could not be had by the deadline.
+bool high_watermarks(rd_kafka_t* rk, const OffsetMap& partitions, Deadline deadline, OffsetMap* high);
+// Whether reading has reached `high` on every partition (next: the next
+// offset to read, or BEGINNING where nothing was read yet).
+bool reached(const OffsetMap& next, const OffsetMap& high);
 // Milliseconds until `deadline`, between 0 and `cap`.
 int ms_until(Deadline deadline, int cap);
 
@@ -59,6 +65,11 @@ class KafkaReader {
   // Same, until done(messages of `topics` so far) holds.
   std::vector<ConsumedMessage> read_until(const std::vector<std::string>& topics, const Done& done,
                                           Deadline deadline);
+
+  // Reads every assigned partition up to its high watermark as of now: once
+  // the producer has stopped, what was seen is everything that landed,
+  // duplicates included. False if that could not be done by the deadline.
+  bool catch_up(Deadline deadline);
 
   // Everything consumed so far, all topics.
   const std::vector<ConsumedMessage>& seen() const { return seen_; }

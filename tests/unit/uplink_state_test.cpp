@@ -77,7 +77,7 @@ TEST(KafkaErrors, CausesCarryLibrdkafkasNameAndWordsOnOneLine) {
   EXPECT_EQ(c.detail, "sasl_ssl://k1:9093/bootstrap: SASL authentication error: Authentication failed (after 5ms)");
   EXPECT_EQ(kafka_cause(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, "x").code, "NOT_ENOUGH_REPLICAS");
   EXPECT_EQ(kafka_cause(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "x").code, "ALL_BROKERS_DOWN");
-  EXPECT_LE(kafka_cause(RD_KAFKA_RESP_ERR__SSL, std::string(5000, 'x')).detail.size(), 310u);
+  EXPECT_LE(kafka_cause(RD_KAFKA_RESP_ERR__SSL, std::string(5000, 'x')).detail.size(), 520u);
 }
 
 // Lines as librdkafka 2.0.2 logs them (debug=msg) against Apache Kafka.
@@ -295,6 +295,17 @@ TEST(UplinkTracker, DownIsEveryBrokerDownInTheWordsOfTheConnectionThatFailed) {
   EXPECT_EQ(d.summary(), "down (RESOLVE)");
   d.delivered(t0 + 2s);
   EXPECT_EQ(log.last(), "kafka: delivering again after 2.0 s; 2 connection errors (ALL_BROKERS_DOWN 1, RESOLVE 1)");
+  // One bootstrap name that does not resolve while the others serve: said
+  // once deliveries went on for a while.
+  Log one;
+  UplinkTracker b(one.sink());
+  b.refused(cause(RD_KAFKA_RESP_ERR__RESOLVE, "k9:9092/bootstrap: Failed to resolve 'k9:9092'"), t0);
+  b.delivered(t0 + 1s);
+  EXPECT_TRUE(one.lines.empty());
+  b.delivered(t0 + 5s);
+  ASSERT_EQ(one.lines.size(), 1u);
+  EXPECT_NE(one.last().find("kafka: RESOLVE: k9:9092/bootstrap: Failed to resolve 'k9:9092'; the uplink still delivers"),
+            std::string::npos) << one.last();
   d.refused(cause(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "1/1 brokers are down"), t0 + 3s);
   EXPECT_EQ(d.summary(), "down (ALL_BROKERS_DOWN)") << "the resolve failure was before the delivery";
   EXPECT_EQ(d.snapshot().detail, "1/1 brokers are down");
@@ -363,10 +374,11 @@ TEST(UplinkTracker, SilenceIsATimeoutThatNeverHidesANamedReason) {
 
 // --- the forwarder against a fake uplink ------------------------------------
 
-// Rows 1..n, claimed and released as SqliteBuffer does; ack deletes.
+// Rows 1..n, claimed and released as SqliteBuffer does; ack deletes. With
+// dead_every k, every k-th row is a dead letter.
 class RowsBuffer final : public Buffer {
  public:
-  explicit RowsBuffer(std::uint64_t n) {
+  explicit RowsBuffer(std::uint64_t n, std::uint64_t dead_every = 0) : dead_every_(dead_every) {
     for (std::uint64_t s = 1; s <= n; ++s) rows_[s] = false;
   }
   Result<AppendResult> append(std::span<Record>) override { return AppendResult{}; }
@@ -381,6 +393,7 @@ class RowsBuffer final : public Buffer {
       r.seq = seq;
       r.rec.key = "T-001";
       r.rec.ts_us = 1764000000000000;
+      if (dead_every_ && seq % dead_every_ == 0) r.rec.stream = Stream::kDeadLetter;
       out.push_back(std::move(r));
     }
     return Status::ok();
@@ -410,6 +423,7 @@ class RowsBuffer final : public Buffer {
   }
 
  private:
+  const std::uint64_t dead_every_;
   mutable std::mutex mu_;
   std::map<std::uint64_t, bool> rows_;  // seq -> claimed
   std::set<std::uint64_t> acked_;
@@ -423,8 +437,21 @@ class FakeUplink final : public Uplink {
   enum class Mode { kAccept, kRefuse, kSilent };
   std::atomic<Mode> mode{Mode::kRefuse};
   std::atomic<int> client_says{0};  // an rd_kafka_resp_err_t drain_causes reports each round; 0: nothing
+  // Dead letters: refused by an ACL, as a delivery report (or, with
+  // deny_at_send, by send() itself, as librdkafka does once it knows).
+  std::atomic<bool> deny_dead_letters{false};
+  std::atomic<bool> deny_at_send{false};
+  std::atomic<int> dead_letter_sends{0};
 
-  SendResult send(const StoredRecord& r, std::string*) override {
+  SendResult send(const StoredRecord& r, UplinkCause* why) override {
+    if (r.rec.stream == Stream::kDeadLetter) {
+      ++dead_letter_sends;
+      if (deny_dead_letters && deny_at_send) {
+        *why = kafka_cause(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, "telemetry.dlq: Broker: Topic authorization failed");
+        return SendResult::kError;
+      }
+      if (deny_dead_letters) denied_.insert(r.seq);
+    }
     pending_.push_back(r.seq);
     return SendResult::kOk;
   }
@@ -438,8 +465,11 @@ class FakeUplink final : public Uplink {
     for (std::uint64_t seq : pending_) {
       Delivery d;
       d.seq = seq;
-      d.ok = m == Mode::kAccept;
-      if (!d.ok) d.cause = kafka_cause(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, "telemetry: Broker: Not enough in-sync replicas");
+      d.ok = m == Mode::kAccept && !denied_.contains(seq);
+      if (denied_.erase(seq))
+        d.cause = kafka_cause(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, "telemetry.dlq: Broker: Topic authorization failed");
+      else if (!d.ok)
+        d.cause = kafka_cause(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, "telemetry: Broker: Not enough in-sync replicas");
       out.push_back(std::move(d));
     }
     pending_.clear();
@@ -461,18 +491,23 @@ class FakeUplink final : public Uplink {
 
  private:
   std::vector<std::uint64_t> pending_;  // forwarder thread only
+  std::set<std::uint64_t> denied_;      // forwarder thread only
 };
 
 struct ForwarderFixture {
-  ForwarderFixture(std::uint64_t rows, FakeUplink::Mode initial) : buffer(rows) {
+  ForwarderFixture(std::uint64_t rows, FakeUplink::Mode initial, std::uint64_t dead_every = 0,
+                   std::function<void(FakeUplink&)> setup = {})
+      : buffer(rows, dead_every) {
     ForwarderOptions o;
     o.no_ack_after = 300ms;
     o.shutdown_timeout_ms = 200;
+    o.held_topic_retry = 300ms;
     forwarder = std::make_unique<Forwarder>(
         buffer,
-        [this, initial]() -> Result<std::unique_ptr<Uplink>> {
+        [this, initial, setup]() -> Result<std::unique_ptr<Uplink>> {
           auto u = std::make_unique<FakeUplink>();
           u->mode = initial;
+          if (setup) setup(*u);
           uplink = u.get();
           return std::unique_ptr<Uplink>(std::move(u));
         },
@@ -529,6 +564,53 @@ TEST(ForwarderUplinkState, RefusedDeliveriesKeepEveryRowAndNameTheReasonUntilOne
   EXPECT_EQ(after["state"], "up");
   EXPECT_TRUE(after["reason"].is_null());
   EXPECT_TRUE(after["detail"].is_null());
+}
+
+// An ACL denies the dead-letter topic: telemetry keeps flowing, the dead
+// letters are held (not resent in a loop), counted and named on /metrics and
+// /health; once the topic takes rows again they all go out. Both ways
+// librdkafka refuses: in the delivery report, and at send once it knows.
+TEST(ForwarderUplinkState, ARefusedTopicIsHeldWhileTheOtherFlowsAndReleasedWhenItTakesRowsAgain) {
+  for (const bool at_send : {false, true}) {
+    SCOPED_TRACE(at_send ? "refused at send" : "refused in the delivery report");
+    ForwarderFixture f(1000, FakeUplink::Mode::kAccept, 10, [&](FakeUplink& u) {
+      u.deny_dead_letters = true;
+      u.deny_at_send = at_send;
+    });
+    ASSERT_TRUE(f.forwarder->start());
+    ASSERT_TRUE(test::wait_until([&] { return f.buffer.acked() == 900u; }, 10s))
+        << f.buffer.acked() << " of 900 telemetry rows delivered";
+    ASSERT_TRUE(test::wait_until([&] { return f.metrics.held_rows[1].load() == 100u; }, 10s))
+        << f.metrics.held_rows[1].load() << " dead letters held";
+    EXPECT_EQ(f.buffer.rows_now(), 100u);
+    EXPECT_EQ(f.metrics.held_rows[0].load(), 0u);
+    // Held, not resent in a loop: over a second, a few probes only.
+    const int sends = f.uplink->dead_letter_sends.load();
+    EXPECT_FALSE(test::wait_until([&] { return f.uplink->dead_letter_sends.load() - sends > 4; }, 1s))
+        << f.uplink->dead_letter_sends.load() - sends << " sends in a second: one probe per retry interval";
+    const std::string scrape = render_metrics(f.report);
+    EXPECT_NE(scrape.find("vane_kafka_topic_held{stream=\"dead_letter\"} 1\n"), std::string::npos) << scrape;
+    EXPECT_NE(scrape.find("vane_kafka_topic_held{stream=\"telemetry\"} 0\n"), std::string::npos) << scrape;
+    EXPECT_NE(scrape.find("vane_buffer_held_rows{stream=\"dead_letter\"} 100\n"), std::string::npos) << scrape;
+    EXPECT_GE(f.metrics.uplink.refusals(R::kAuthorization), 1u);
+    const auto [code, body] = render_health(f.report);
+    EXPECT_EQ(code, 200);
+    const auto held = nlohmann::json::parse(body)["uplink"]["held"];
+    ASSERT_EQ(held.size(), 1u) << body;
+    EXPECT_EQ(held[0]["stream"], "dead_letter");
+    EXPECT_EQ(held[0]["reason"], "authorization");
+    EXPECT_EQ(held[0]["code"], "TOPIC_AUTHORIZATION_FAILED");
+    EXPECT_EQ(held[0]["detail"], "telemetry.dlq: Broker: Topic authorization failed");
+    EXPECT_EQ(held[0]["rows"], 100);
+
+    // The operator fixes the ACL: the next probe goes through, and the rest follow.
+    f.uplink->deny_dead_letters = false;
+    ASSERT_TRUE(test::wait_until([&] { return f.buffer.rows_now() == 0; }, 10s)) << f.buffer.rows_now() << " left";
+    EXPECT_EQ(f.buffer.acked(), 1000u);
+    EXPECT_EQ(f.metrics.held_rows[1].load(), 0u);
+    EXPECT_TRUE(nlohmann::json::parse(render_health(f.report).second)["uplink"]["held"].empty());
+    f.forwarder->stop();
+  }
 }
 
 TEST(ForwarderUplinkState, SilenceBecomesATimeoutButTheClientsReasonWins) {
