@@ -91,6 +91,9 @@ std::string random_cluster_id() {
     const unsigned v = (b[i] << 16) | (b[i + 1] << 8) | b[i + 2];
     for (int k = 3; k >= 0; --k) id += kAlphabet[(v >> (6 * k)) & 63];
   }
+  // kafka-storage's argument parser takes a leading '-' for an option (one
+  // id in 64): clear those 6 bits instead, still 16 random-enough bytes.
+  if (id[0] == '-') id[0] = 'A';
   return id.substr(0, 22);
 }
 
