@@ -81,7 +81,7 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
       any_ok = true;
       if (sent.ts_us > 0) metrics_.delivery_latency.observe_us(now - sent.ts_us);
       if (hold.held) lift(sent.stream);  // the probe, or a row sent before the hold: the topic takes rows again
-    } else if (refuses_topic(d.cause.reason)) {
+    } else if (refuses_topic(d.cause)) {
       metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
       metrics_.uplink.refused(d.cause);
       hold_topic(sent.stream, d.seq, d.cause);
@@ -190,8 +190,12 @@ void Forwarder::back_off() {
   backoff_until_ = std::chrono::steady_clock::now() + backoff_;
 }
 
-bool Forwarder::refuses_topic(UplinkReason r) {
-  return r == UplinkReason::kAuthorization || r == UplinkReason::kUnknownTopic;
+bool Forwarder::refuses_topic(const UplinkCause& c) {
+  // By the topic, not the producer: an ACL on the topic (not the cluster's
+  // IdempotentWrite or a transactional id, which concern every topic), a
+  // topic or partition that does not exist, an invalid topic name.
+  return c.reason == UplinkReason::kUnknownTopic || c.code == "TOPIC_AUTHORIZATION_FAILED" ||
+         c.code == "TOPIC_EXCEPTION";
 }
 
 void Forwarder::park(TopicHold& hold, std::uint64_t seq) {
@@ -287,7 +291,7 @@ void Forwarder::run() {
           sent = true;
           continue;
         }
-        if (r == Uplink::SendResult::kError && refuses_topic(why.reason)) {
+        if (r == Uplink::SendResult::kError && refuses_topic(why)) {
           // The topic refuses (known before the row left): hold it, not the others.
           metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
           metrics_.uplink.refused(why);

@@ -77,7 +77,7 @@ class Forwarder {
     std::chrono::milliseconds interval{0};
     std::vector<std::uint64_t> parked;
   };
-  static bool refuses_topic(UplinkReason r);
+  static bool refuses_topic(const UplinkCause& c);
   void hold_topic(Stream stream, std::uint64_t seq, const UplinkCause& why);
   void park(TopicHold& hold, std::uint64_t seq);
   void lift(Stream stream);
