@@ -77,10 +77,21 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
     }
     TopicHold& hold = holds_[static_cast<std::size_t>(sent.stream)];
     if (d.ok) {
+      if (!alone_.empty()) alone_.erase(d.seq);
       acks_.push_back(d.seq);
       any_ok = true;
       if (sent.ts_us > 0) metrics_.delivery_latency.observe_us(now - sent.ts_us);
       if (hold.held) lift(sent.stream);  // the probe, or a row sent before the hold: the topic takes rows again
+    } else if (refuses_record(d.cause)) {
+      metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+      metrics_.uplink.refused(d.cause);
+      if (alone_.erase(d.seq)) {
+        refused_for_good(d.seq, sent.stream, sent.value_bytes, d.cause);
+      } else {
+        // Maybe refused for the batch it was in: once more, alone.
+        alone_.insert(d.seq);
+        retry_.push_back(d.seq);
+      }
     } else if (refuses_topic(d.cause)) {
       metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
       metrics_.uplink.refused(d.cause);
@@ -109,6 +120,10 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
     first_ack_at_ = std::chrono::steady_clock::now();
   if (acks_.size() >= kAckChunk || (!acks_.empty() && std::chrono::steady_clock::now() - first_ack_at_ >= kAckDelay))
     flush_acks();
+  if (!retry_.empty()) {
+    buffer_.release(retry_);
+    retry_.clear();
+  }
   if (!failed_.empty()) {
     // The rows stay buffered and are retried; the tracker logs the refusal
     // once per episode.
@@ -198,6 +213,42 @@ bool Forwarder::refuses_topic(const UplinkCause& c) {
          c.code == "TOPIC_EXCEPTION";
 }
 
+bool Forwarder::refuses_record(const UplinkCause& c) {
+  static const char* const kCodes[] = {"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE", "INVALID_MSG",
+                                       "INVALID_MSG_SIZE",   "INVALID_RECORD",        "INVALID_TIMESTAMP",
+                                       "BAD_MSG",            "INVALID_REQUIRED_ACKS"};
+  for (const char* code : kCodes)
+    if (c.code == code) return true;
+  return false;
+}
+
+void Forwarder::refused_for_good(std::uint64_t seq, Stream stream, std::size_t value_bytes, const UplinkCause& why) {
+  if (stream == Stream::kTelemetry) {
+    const std::string error = "kafka refused the reading: " + why.code + ": " + why.detail + " (value " +
+                              std::to_string(value_bytes) + " bytes" +
+                              (value_bytes > kDeadLetterValueBytes
+                                   ? ", the first " + std::to_string(kDeadLetterValueBytes) + " kept)"
+                                   : ")");
+    if (Status s = buffer_.dead_letter(seq, error, kDeadLetterValueBytes); s) {
+      const std::uint64_t n = metrics_.rerouted.fetch_add(1, std::memory_order_relaxed) + 1;
+      if ((n & (n - 1)) == 0)  // the 1st, 2nd, 4th, 8th...: said, never a flood
+        VANE_LOG_WARN("kafka: seq %llu: %s; it goes to the dead-letter topic instead (%llu so far)",
+                      static_cast<unsigned long long>(seq), error.c_str(), static_cast<unsigned long long>(n));
+      retry_.push_back(seq);
+      return;
+    } else {
+      VANE_LOG_WARN("buffer: cannot re-route seq %llu to the dead-letter topic (%s); it is kept back",
+                    static_cast<unsigned long long>(seq), s.message().c_str());
+    }
+  }
+  // Nowhere to go: kept in the buffer, claimed and not sent, until the next start.
+  parked_.push_back(seq);
+  metrics_.parked_rows.store(parked_.size(), std::memory_order_relaxed);
+  VANE_LOG_ERROR("kafka: seq %llu: the dead-letter topic refuses it too (%s: %s); it stays in the buffer, kept back "
+                 "until vane restarts (%zu such rows)",
+                 static_cast<unsigned long long>(seq), why.code.c_str(), why.detail.c_str(), parked_.size());
+}
+
 void Forwarder::park(TopicHold& hold, std::uint64_t seq) {
   hold.parked.push_back(seq);
   metrics_.held_rows[static_cast<std::size_t>(&hold - holds_.data())].store(hold.parked.size(),
@@ -284,11 +335,20 @@ void Forwarder::run() {
           hold.probing = false;
         }
         UplinkCause why;
-        const Uplink::SendResult r = uplink_->send(row, &why);
+        const Uplink::SendResult r =
+            alone_.contains(row.seq) ? uplink_->send_alone(row, &why) : uplink_->send(row, &why);
         if (r == Uplink::SendResult::kOk) {
           ++in_flight_;
-          sent_[row.seq] = Sent{row.rec.ts_us, row.rec.stream};
+          sent_[row.seq] = Sent{row.rec.ts_us, row.rec.stream, row.rec.value.size()};
           sent = true;
+          continue;
+        }
+        if (r == Uplink::SendResult::kError && refuses_record(why)) {
+          // Refused before it left (larger than the producer takes): the record itself.
+          metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+          metrics_.uplink.refused(why);
+          alone_.erase(row.seq);
+          refused_for_good(row.seq, row.rec.stream, row.rec.value.size(), why);
           continue;
         }
         if (r == Uplink::SendResult::kError && refuses_topic(why)) {

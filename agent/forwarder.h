@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "buffer/buffer.h"
 #include "metrics.h"
@@ -78,6 +79,13 @@ class Forwarder {
     std::vector<std::uint64_t> parked;
   };
   static bool refuses_topic(const UplinkCause& c);
+  // A refusal of the record, not of the link or the topic: too large, an
+  // invalid or corrupt record, one the broker's validation rejects.
+  static bool refuses_record(const UplinkCause& c);
+  // A row the brokers refused for itself (alone, or before it left): a
+  // reading becomes a dead letter in place, its value cut to
+  // kDeadLetterValueBytes, and is sent again; a dead letter is parked.
+  void refused_for_good(std::uint64_t seq, Stream stream, std::size_t value_bytes, const UplinkCause& why);
   void hold_topic(Stream stream, std::uint64_t seq, const UplinkCause& why);
   void park(TopicHold& hold, std::uint64_t seq);
   void lift(Stream stream);
@@ -107,7 +115,15 @@ class Forwarder {
   struct Sent {
     std::int64_t ts_us = 0;
     Stream stream = Stream::kTelemetry;
+    std::size_t value_bytes = 0;
   };
+  // Rows a broker refused within a batch, sent again each in a batch of its own.
+  std::unordered_set<std::uint64_t> alone_;
+  std::vector<std::uint64_t> retry_;  // released without backing off: the batch, not the link, was refused
+  // Dead letters the dead-letter topic refused for themselves: claimed and
+  // kept back until the next start.
+  std::vector<std::uint64_t> parked_;
+  static constexpr std::size_t kDeadLetterValueBytes = 1024;
   std::unordered_map<std::uint64_t, Sent> sent_;
   std::array<TopicHold, 2> holds_;  // by Stream
   static constexpr std::chrono::milliseconds kMaxHoldRetry{60000};

@@ -97,6 +97,23 @@ class KafkaUplink final : public Uplink {
       : cfg_(with_produce_errors_logged(cfg)), gateway_(std::move(gateway)) {}
 
   Status init(const std::string& bootstrap) {
+    bootstrap_ = bootstrap;
+    auto rk = new_producer(false);
+    if (!rk) return rk.status();
+    rk_ = std::move(*rk);
+    topic_.reset(rd_kafka_topic_new(rk_.get(), cfg_.topic.c_str(), nullptr));
+    dlq_.reset(rd_kafka_topic_new(rk_.get(), cfg_.dead_letter_topic.c_str(), nullptr));
+    if (!topic_ || !dlq_) return Status::invalid("kafka: cannot create topic handles");
+    if (cfg_.exactly_once) {
+      checkpoints_.reset(rd_kafka_topic_new(rk_.get(), cfg_.checkpoint_topic.c_str(), nullptr));
+      if (!checkpoints_) return Status::invalid("kafka: cannot create topic handles");
+    }
+    return Status::ok();
+  }
+
+  // The producer; alone: the one for rows a broker refused within a batch
+  // (send_alone), which puts each record in a batch of its own.
+  Result<KafkaPtr> new_producer(bool alone) {
     ConfPtr conf(rd_kafka_conf_new());
     struct Default {
       const char* key;
@@ -136,7 +153,6 @@ class KafkaUplink final : public Uplink {
         if (!s) return s;
       }
     }
-    bootstrap_ = bootstrap;
     // Bootstrap and security exactly as the checkpoint reader gets them.
     for (const KafkaProperty& p : kafka_connection_properties(cfg_, bootstrap_)) {
       Status s = set_property(conf.get(), p);
@@ -146,6 +162,13 @@ class KafkaUplink final : public Uplink {
       if (is_kafka_connection_property(k)) continue;
       Status s = set_property(conf.get(), k, v, "/kafka/properties/" + k);
       if (!s) return s;
+    }
+    if (alone) {
+      for (const auto& [k, v] : std::initializer_list<std::pair<const char*, std::string>>{
+               {"client.id", "vane-" + gateway_ + "-alone"}, {"batch.num.messages", "1"}, {"linger.ms", "0"}}) {
+        Status s = set_property(conf.get(), k, v, std::string("kafka: ") + k);
+        if (!s) return s;
+      }
     }
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &KafkaUplink::on_delivery);
@@ -161,15 +184,7 @@ class KafkaUplink final : public Uplink {
       return Status::invalid(where + ": cannot create producer: " + err);
     }
     conf.release();  // owned by rk now
-    rk_.reset(rk);
-    topic_.reset(rd_kafka_topic_new(rk, cfg_.topic.c_str(), nullptr));
-    dlq_.reset(rd_kafka_topic_new(rk, cfg_.dead_letter_topic.c_str(), nullptr));
-    if (!topic_ || !dlq_) return Status::invalid("kafka: cannot create topic handles");
-    if (cfg_.exactly_once) {
-      checkpoints_.reset(rd_kafka_topic_new(rk, cfg_.checkpoint_topic.c_str(), nullptr));
-      if (!checkpoints_) return Status::invalid("kafka: cannot create topic handles");
-    }
-    return Status::ok();
+    return KafkaPtr(rk);
   }
 
   ~KafkaUplink() override {
@@ -177,6 +192,9 @@ class KafkaUplink final : public Uplink {
     topic_.reset();
     dlq_.reset();
     checkpoints_.reset();
+    alone_topic_.reset();
+    alone_dlq_.reset();
+    alone_.reset();
     rk_.reset();
   }
 
@@ -263,6 +281,28 @@ class KafkaUplink final : public Uplink {
   }
 
   SendResult send(const StoredRecord& r, UplinkCause* why) override {
+    return produce(rk_.get(), r.rec.stream == Stream::kDeadLetter ? dlq_.get() : topic_.get(), r, why);
+  }
+
+  // Through a producer of its own that sends each record in a batch of its
+  // own: a broker refuses a batch as a whole (too large, an invalid record
+  // in it), and librdkafka does not split it.
+  SendResult send_alone(const StoredRecord& r, UplinkCause* why) override {
+    if (cfg_.exactly_once) return send(r, why);  // one producer per transaction
+    if (!alone_) {
+      auto rk = new_producer(true);
+      if (!rk) {
+        if (why) *why = UplinkCause{UplinkReason::kBrokerError, "ALONE", rk.status().message()};
+        return SendResult::kError;
+      }
+      alone_ = std::move(*rk);
+      alone_topic_.reset(rd_kafka_topic_new(alone_.get(), cfg_.topic.c_str(), nullptr));
+      alone_dlq_.reset(rd_kafka_topic_new(alone_.get(), cfg_.dead_letter_topic.c_str(), nullptr));
+    }
+    return produce(alone_.get(), r.rec.stream == Stream::kDeadLetter ? alone_dlq_.get() : alone_topic_.get(), r, why);
+  }
+
+  SendResult produce(rd_kafka_t* rk, rd_kafka_topic_t* topic, const StoredRecord& r, UplinkCause* why) {
     char seq[24];
     const int seq_len = std::snprintf(seq, sizeof seq, "%llu", static_cast<unsigned long long>(r.seq));
     HeadersPtr h(rd_kafka_headers_new(5));
@@ -273,9 +313,8 @@ class KafkaUplink final : public Uplink {
     if (r.rec.stream == Stream::kDeadLetter)
       rd_kafka_header_add(h.get(), "vane-error", -1, r.rec.error.data(), static_cast<ssize_t>(r.rec.error.size()));
     if (cfg_.exactly_once) rd_kafka_header_add(h.get(), "vane-txn", -1, txn_.data(), static_cast<ssize_t>(txn_.size()));
-    rd_kafka_topic_t* topic = r.rec.stream == Stream::kDeadLetter ? dlq_.get() : topic_.get();
     const rd_kafka_resp_err_t err = rd_kafka_producev(
-        rk_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        rk, RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(r.rec.key.data(), r.rec.key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(r.rec.value.data()), r.rec.value.size()),
         RD_KAFKA_V_TIMESTAMP(r.rec.ts_us / 1000), RD_KAFKA_V_HEADERS(h.get()),
@@ -293,20 +332,29 @@ class KafkaUplink final : public Uplink {
 
   void poll(int timeout_ms, std::vector<Delivery>& out) override {
     out_ = &out;
+    if (alone_) rd_kafka_poll(alone_.get(), 0);
     rd_kafka_poll(rk_.get(), timeout_ms);
     out_ = nullptr;
   }
 
   void flush(int timeout_ms, std::vector<Delivery>& out) override {
     out_ = &out;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     rd_kafka_flush(rk_.get(), timeout_ms);
+    if (alone_) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      rd_kafka_flush(alone_.get(), static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+    }
     out_ = nullptr;
   }
 
   void purge(std::vector<Delivery>& out) override {
-    rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     out_ = &out;
-    rd_kafka_poll(rk_.get(), 0);
+    for (rd_kafka_t* rk : {rk_.get(), alone_.get()}) {
+      if (!rk) continue;
+      rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      rd_kafka_poll(rk, 0);
+    }
     out_ = nullptr;
   }
 
@@ -500,6 +548,8 @@ class KafkaUplink final : public Uplink {
   std::string gateway_, bootstrap_;
   KafkaPtr rk_;
   TopicPtr topic_, dlq_, checkpoints_;
+  KafkaPtr alone_;  // made on the first send_alone
+  TopicPtr alone_topic_, alone_dlq_;
   bool checkpoint_sent_ = false;
   // Names each transaction (vane-txn header and checkpoint record): this
   // producer's random incarnation and a counter.

@@ -75,6 +75,8 @@ struct Metrics {
   Counter buffer_errors{0};        // failed buffer transactions (retried)
   Counter delivered{0};            // acknowledged by Kafka and deleted
   Counter delivery_errors{0};      // failed delivery attempts (rows stay buffered)
+  Counter rerouted{0};             // readings Kafka refused for themselves, sent to the dead-letter topic instead
+  Counter parked_rows{0};          // dead letters the dead-letter topic refused for themselves, kept back (gauge)
   Counter last_progress_ns{0};     // steady-clock ns of the last commit or ack
   Counter taken{0};                // readings the writer took from its queue (readings_in counts them once committed)
   Counter last_commit_ns{0};       // steady-clock ns of the last successful buffer commit

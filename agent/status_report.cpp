@@ -210,6 +210,12 @@ std::string render_metrics(const ReportContext& ctx) {
   p.family("vane_kafka_delivery_errors_total", T::kCounter, "Failed delivery attempts; the rows stay buffered.");
   p.sample("vane_kafka_delivered_total", static_cast<double>(m.delivered.load()));
   p.sample("vane_kafka_delivery_errors_total", static_cast<double>(m.delivery_errors.load()));
+  p.family("vane_kafka_rerouted_total", T::kCounter,
+           "Readings Kafka refused for themselves (too large, invalid), sent to the dead-letter topic instead with the broker's reason.");
+  p.family("vane_buffer_parked_rows", T::kGauge,
+           "Dead letters the dead-letter topic refused for themselves: kept in the buffer, not sent, until vane restarts.");
+  p.sample("vane_kafka_rerouted_total", static_cast<double>(m.rerouted.load()));
+  p.sample("vane_buffer_parked_rows", static_cast<double>(m.parked_rows.load()));
   uplink_metrics(p, m.uplink);
   p.family("vane_kafka_topic_held", T::kGauge,
            "1 while the brokers refuse a stream's topic for good (an ACL, a missing topic): its rows are held back, the other stream flows.");

@@ -35,6 +35,10 @@ class Uplink {
   // (the cause in *why, its words naming the topic); the caller keeps it
   // buffered. Never sleeps.
   virtual SendResult send(const StoredRecord& r, UplinkCause* why) = 0;
+  // The same, in a produce request of its own: for a row the brokers
+  // refused as part of a batch, to tell whether the record itself is the
+  // cause.
+  virtual SendResult send_alone(const StoredRecord& r, UplinkCause* why) { return send(r, why); }
   // Serves delivery reports, waiting at most timeout_ms for the first.
   virtual void poll(int timeout_ms, std::vector<Delivery>& out) = 0;
   // Waits up to timeout_ms for everything handed over to be reported.

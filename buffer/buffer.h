@@ -98,6 +98,14 @@ class Buffer {
   virtual Status ack(std::span<const std::uint64_t> seqs) = 0;
   // Returns in-flight rows to the claimable set.
   virtual void release(std::span<const std::uint64_t> seqs) = 0;
+  // Turns the in-flight telemetry row `seq` into a dead letter in place
+  // (same seq, key, source, timestamp): `error` becomes its reason and its
+  // value keeps the first max_value bytes. It stays in flight; release() it
+  // to have it claimed again. Unknown or not in flight: kNotFound.
+  virtual Status dead_letter(std::uint64_t seq, const std::string& error, std::size_t max_value) {
+    (void)seq, (void)error, (void)max_value;
+    return Status::not_found("this buffer cannot re-route rows");
+  }
   virtual BufferStats stats() = 0;
   // stats() if it can be had within `wait` (a commit may hold the buffer
   // while the disk hangs); nothing otherwise. For readers that must answer

@@ -74,6 +74,14 @@ inline constexpr const char* kSelectAfter =
 inline constexpr const char* kSalvage =
     "SELECT seq, stream, key, ts_us, source, schema, value, error, size FROM rows"
     " WHERE seq > ?1 ORDER BY seq LIMIT 1024;";
+// A row turned into a dead letter in place; its accounted size follows.
+// Lengths in bytes (length() of TEXT counts characters); the right-hand
+// sides see the row as it was.
+inline constexpr const char* kDeadLetter =
+    "UPDATE rows SET stream = 1, error = ?2, value = substr(CAST(value AS BLOB), 1, ?3),"
+    " size = size - length(CAST(value AS BLOB)) - length(CAST(error AS BLOB))"
+    " + min(length(CAST(value AS BLOB)), ?3) + length(CAST(?2 AS BLOB))"
+    " WHERE seq = ?1 AND stream = 0 RETURNING size;";
 inline constexpr const char* kSelectOne =
     "SELECT seq, stream, key, ts_us, source, schema, value, error FROM rows WHERE seq = ?1;";
 // The oldest rows that may be dropped: past the claimed high-water mark.

@@ -76,7 +76,7 @@ SqliteBuffer::~SqliteBuffer() {
 void SqliteBuffer::close_db() {
   // Statements first: sqlite3_close_v2 would otherwise defer the close.
   for (Stmt* st : {&insert_, &delete_, &delete_range_, &select_after_, &select_one_, &oldest_after_, &update_next_seq_, &begin_,
-                   &commit_, &rollback_, &oldest_})
+                   &commit_, &rollback_, &oldest_, &dead_letter_})
     st->reset();
   db_.reset();
 }
@@ -198,7 +198,8 @@ Status SqliteBuffer::init(bool& unusable) {
                         {&select_after_, sql::kSelectAfter}, {&select_one_, sql::kSelectOne},
                         {&oldest_after_, sql::kOldestAfter}, {&update_next_seq_, sql::kUpdateNextSeq},
                         {&begin_, sql::kBegin},              {&commit_, sql::kCommit},
-                        {&rollback_, sql::kRollback},        {&oldest_, sql::kOldest}};
+                        {&rollback_, sql::kRollback},        {&oldest_, sql::kOldest},
+                        {&dead_letter_, sql::kDeadLetter}};
   for (const Prep& p : preps) {
     sqlite3_stmt* s = nullptr;
     rc = sqlite3_prepare_v3(db_.get(), p.sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
@@ -748,6 +749,24 @@ Status SqliteBuffer::ack_locked(std::span<const std::uint64_t> seqs) {
     in_flight_.erase(seq);
     released_.erase(seq);
   }
+  return Status::ok();
+}
+
+Status SqliteBuffer::dead_letter(std::uint64_t seq, const std::string& error, std::size_t max_value) {
+  const ForwarderTurn turn{*this};
+  auto it = in_flight_.find(seq);
+  if (it == in_flight_.end()) return Status::not_found("seq " + std::to_string(seq) + " is not in flight");
+  sqlite3_stmt* s = dead_letter_.get();
+  Reset reset{s};
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(seq));
+  sqlite3_bind_text(s, 2, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(max_value));
+  const int rc = sqlite3_step(s);
+  if (rc == SQLITE_DONE) return Status::not_found("seq " + std::to_string(seq) + " is no telemetry row");
+  if (rc != SQLITE_ROW) return this->error("re-route a row to the dead-letter topic", rc);
+  const auto size = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+  bytes_ = bytes_ - std::min(bytes_, it->second) + size;  // an UPDATE outside BEGIN commits by itself
+  it->second = size;
   return Status::ok();
 }
 

@@ -58,6 +58,7 @@ class SqliteBuffer final : public Buffer {
   Status claim(std::size_t max_rows, std::vector<StoredRecord>& out) override;
   Status ack(std::span<const std::uint64_t> seqs) override;
   void release(std::span<const std::uint64_t> seqs) override;
+  Status dead_letter(std::uint64_t seq, const std::string& error, std::size_t max_value) override;
   BufferStats stats() override;
   std::optional<BufferStats> try_stats(std::chrono::milliseconds wait) override;
   std::uint64_t rows_now() const override { return rows_published_.load(std::memory_order_relaxed); }
@@ -149,7 +150,7 @@ class SqliteBuffer final : public Buffer {
   // Everything below is guarded by mu_.
   Db db_;
   Stmt insert_, delete_, delete_range_, select_after_, select_one_, oldest_after_, update_next_seq_, begin_, commit_,
-      rollback_, oldest_;
+      rollback_, oldest_, dead_letter_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t rows_ = 0;
   std::atomic<std::uint64_t> rows_published_{0};  // rows_ after the last operation

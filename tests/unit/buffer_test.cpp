@@ -118,6 +118,43 @@ TEST(Buffer, ClaimedRowsCarryTheirRecord) {
   EXPECT_EQ(out[0].rec.ts_us, 1764000000000000);
 }
 
+// A reading Kafka refused for itself becomes a dead letter in place: same
+// seq, key and timestamp, the reason as its error, the value cut; the
+// accounted size follows, and it survives a reopen.
+TEST(Buffer, ARefusedReadingBecomesADeadLetterInPlace) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  {
+    auto b = open_buffer(path);
+    append_n(*b, 2, 5000);
+    std::vector<StoredRecord> out;
+    ASSERT_TRUE(b->claim(2, out).is_ok());
+    EXPECT_EQ(b->dead_letter(7, "x", 10).code(), Status::Code::kNotFound) << "not in flight";
+    const std::string why = "kafka refused the reading: MSG_SIZE_TOO_LARGE";
+    ASSERT_TRUE(b->dead_letter(1, why, 1024).is_ok());
+    EXPECT_EQ(b->dead_letter(1, why, 1024).code(), Status::Code::kNotFound) << "a dead letter already";
+    EXPECT_EQ(b->stats().bytes, 2 * (5000 + 5 + 3 + 7 + 32) - 5000 + 1024 + why.size());
+    const std::uint64_t one = 1;
+    b->release(std::span<const std::uint64_t>(&one, 1));
+    ASSERT_TRUE(b->claim(1, out).is_ok());
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].seq, 1u);
+    EXPECT_EQ(out[0].rec.stream, Stream::kDeadLetter);
+    EXPECT_EQ(out[0].rec.error, why);
+    EXPECT_EQ(out[0].rec.value, std::string(1024, 'v'));
+    EXPECT_EQ(out[0].rec.key, "T-001");
+    EXPECT_EQ(out[0].rec.ts_us, 1764000000000000);
+  }
+  auto b = open_buffer(path);
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(2, out).is_ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].rec.stream, Stream::kDeadLetter);
+  EXPECT_EQ(out[1].rec.stream, Stream::kTelemetry);
+  EXPECT_EQ(out[1].rec.value.size(), 5000u);
+  EXPECT_EQ(b->stats().bytes, 2 * (5000 + 5 + 3 + 7 + 32) - 5000 + 1024 + 45u);  // 45: the reason's length
+}
+
 TEST(Buffer, InFlightRowsAreClaimableAgainAfterReopen) {
   TempDir d;
   const std::string path = d.path() + "/b.db";
