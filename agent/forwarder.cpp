@@ -83,8 +83,7 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
       if (sent.ts_us > 0) metrics_.delivery_latency.observe_us(now - sent.ts_us);
       if (hold.held) lift(sent.stream);  // the probe, or a row sent before the hold: the topic takes rows again
     } else if (refuses_record(d.cause)) {
-      metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-      metrics_.uplink.refused(d.cause);
+      count_refusal(d.cause);
       if (alone_.erase(d.seq)) {
         refused_for_good(d.seq, sent.stream, sent.value_bytes, d.cause);
       } else {
@@ -93,8 +92,7 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
         retry_.push_back(d.seq);
       }
     } else if (refuses_topic(d.cause)) {
-      metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-      metrics_.uplink.refused(d.cause);
+      count_refusal(d.cause);
       hold_topic(sent.stream, d.seq, d.cause);
     } else {
       if (d.seq == hold.probe) hold.probe = 0;  // not the topic's answer: probe again
@@ -229,17 +227,17 @@ void Forwarder::refused_for_good(std::uint64_t seq, Stream stream, std::size_t v
                               (value_bytes > kDeadLetterValueBytes
                                    ? ", the first " + std::to_string(kDeadLetterValueBytes) + " kept)"
                                    : ")");
-    if (Status s = buffer_.dead_letter(seq, error, kDeadLetterValueBytes); s) {
+    Status s = buffer_.dead_letter(seq, error, kDeadLetterValueBytes);
+    if (s) {
       const std::uint64_t n = metrics_.rerouted.fetch_add(1, std::memory_order_relaxed) + 1;
       if ((n & (n - 1)) == 0)  // the 1st, 2nd, 4th, 8th...: said, never a flood
         VANE_LOG_WARN("kafka: seq %llu: %s; it goes to the dead-letter topic instead (%llu so far)",
                       static_cast<unsigned long long>(seq), error.c_str(), static_cast<unsigned long long>(n));
       retry_.push_back(seq);
       return;
-    } else {
-      VANE_LOG_WARN("buffer: cannot re-route seq %llu to the dead-letter topic (%s); it is kept back",
-                    static_cast<unsigned long long>(seq), s.message().c_str());
     }
+    VANE_LOG_WARN("buffer: cannot re-route seq %llu to the dead-letter topic (%s); it is kept back",
+                  static_cast<unsigned long long>(seq), s.message().c_str());
   }
   // Nowhere to go: kept in the buffer, claimed and not sent, until the next start.
   parked_.push_back(seq);
@@ -249,8 +247,17 @@ void Forwarder::refused_for_good(std::uint64_t seq, Stream stream, std::size_t v
                  static_cast<unsigned long long>(seq), why.code.c_str(), why.detail.c_str(), parked_.size());
 }
 
+void Forwarder::count_refusal(const UplinkCause& why) {
+  metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+  metrics_.uplink.refused(why);
+}
+
 void Forwarder::park(TopicHold& hold, std::uint64_t seq) {
   hold.parked.push_back(seq);
+  publish_held(hold);
+}
+
+void Forwarder::publish_held(const TopicHold& hold) {
   metrics_.held_rows[static_cast<std::size_t>(&hold - holds_.data())].store(hold.parked.size(),
                                                                             std::memory_order_relaxed);
 }
@@ -285,8 +292,7 @@ void Forwarder::retry_held() {
     buffer_.release(std::span<const std::uint64_t>(hold.parked.data(), 1));
     hold.parked.erase(hold.parked.begin());
     hold.probing = true;
-    metrics_.held_rows[static_cast<std::size_t>(&hold - holds_.data())].store(hold.parked.size(),
-                                                                              std::memory_order_relaxed);
+    publish_held(hold);
   }
 }
 
@@ -296,7 +302,7 @@ void Forwarder::lift(Stream stream) {
                   stream == Stream::kDeadLetter ? "dead-letter" : "telemetry", hold.parked.size());
   buffer_.release(hold.parked);
   hold = TopicHold{};
-  metrics_.held_rows[static_cast<std::size_t>(stream)].store(0, std::memory_order_relaxed);
+  publish_held(hold);
   metrics_.hold_cause(stream, UplinkCause{});
 }
 
@@ -336,7 +342,7 @@ void Forwarder::run() {
         }
         UplinkCause why;
         const Uplink::SendResult r =
-            alone_.contains(row.seq) ? uplink_->send_alone(row, &why) : uplink_->send(row, &why);
+            !alone_.empty() && alone_.contains(row.seq) ? uplink_->send_alone(row, &why) : uplink_->send(row, &why);
         if (r == Uplink::SendResult::kOk) {
           ++in_flight_;
           sent_[row.seq] = Sent{row.rec.ts_us, row.rec.stream, row.rec.value.size()};
@@ -345,16 +351,14 @@ void Forwarder::run() {
         }
         if (r == Uplink::SendResult::kError && refuses_record(why)) {
           // Refused before it left (larger than the producer takes): the record itself.
-          metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-          metrics_.uplink.refused(why);
+          count_refusal(why);
           alone_.erase(row.seq);
           refused_for_good(row.seq, row.rec.stream, row.rec.value.size(), why);
           continue;
         }
         if (r == Uplink::SendResult::kError && refuses_topic(why)) {
           // The topic refuses (known before the row left): hold it, not the others.
-          metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-          metrics_.uplink.refused(why);
+          count_refusal(why);
           hold_topic(row.rec.stream, row.seq, why);
           continue;
         }
@@ -363,8 +367,7 @@ void Forwarder::run() {
         for (std::size_t j = i; j < batch.size(); ++j) unsent.push_back(batch[j].seq);
         buffer_.release(unsent);
         if (r == Uplink::SendResult::kError) {
-          metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-          metrics_.uplink.refused(why);
+          count_refusal(why);
           VANE_LOG_WARN("kafka: cannot send seq %llu: %s", static_cast<unsigned long long>(row.seq),
                         why.detail.c_str());
           back_off();

@@ -88,6 +88,9 @@ class Forwarder {
   void refused_for_good(std::uint64_t seq, Stream stream, std::size_t value_bytes, const UplinkCause& why);
   void hold_topic(Stream stream, std::uint64_t seq, const UplinkCause& why);
   void park(TopicHold& hold, std::uint64_t seq);
+  void publish_held(const TopicHold& hold);  // its row count to Metrics::held_rows
+  // A refusal: counted as a failed delivery and told to the tracker.
+  void count_refusal(const UplinkCause& why);
   void lift(Stream stream);
   // Releases one held row of each topic whose retry time came, to probe it.
   void retry_held();
