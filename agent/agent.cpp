@@ -273,6 +273,30 @@ int buffer_stats(const std::string& path) {
     std::printf("oldest seq:  %" PRIu64 "\n", s.oldest_seq);
     std::printf("oldest age:  %.1f s\n", static_cast<double>(age) / 1e6);
   }
+  std::printf("parked:      %" PRIu64 "%s\n", s.parked,
+              s.parked ? " (no topic takes them; `vane buffer unpark PATH` returns them to the queue)" : "");
+  if (s.parked > 0) {
+    constexpr std::size_t kShown = 10;
+    if (auto rows = SqliteBuffer::parked_rows(path, kShown)) {
+      for (const ParkedRow& r : *rows) {
+        const auto age = now_us().time_since_epoch().count() - r.since_us;
+        std::printf("  seq %" PRIu64 ", parked %.0f s ago: %s\n", r.seq, static_cast<double>(age) / 1e6,
+                    r.reason.c_str());
+      }
+      if (s.parked > kShown) std::printf("  ... and %" PRIu64 " more\n", s.parked - kShown);
+    }
+  }
+  return 0;
+}
+
+int buffer_unpark(const std::string& path, const std::vector<std::uint64_t>& seqs) {
+  auto n = SqliteBuffer::unpark_file(path, seqs);
+  if (!n) {
+    std::fprintf(stderr, "vane: %s\n", n.status().message().c_str());
+    return 1;
+  }
+  std::printf("%s: %zu parked rows returned to the queue%s\n", path.c_str(), *n,
+              *n ? "; a running vane sends them within a second, otherwise the next start does" : "");
   return 0;
 }
 
@@ -302,6 +326,7 @@ int run_agent(const std::string& path) {
   bopts.overflow = cfg.buffer.overflow;
   bopts.sync = cfg.buffer.sync;
   bopts.replay = cfg.buffer.replay;
+  bopts.gateway = cfg.gateway_id;
   auto opened = SqliteBuffer::open(bopts);
   if (!opened) {
     std::fprintf(stderr, "%s: /buffer/path: %s\n", cfg.file.c_str(), opened.status().message().c_str());

@@ -388,6 +388,7 @@ class Loader {
     str("topic", out.topic);
     str("dead_letter_topic", out.dead_letter_topic);
     str("checkpoint_topic", out.checkpoint_topic);
+    str("event_topic", out.event_topic);
     if (k.contains("exactly_once") && k["exactly_once"].is_boolean()) out.exactly_once = k["exactly_once"];
     if (out.checkpoint_topic.empty()) error("/kafka/checkpoint_topic", "must not be empty");
     if (out.checkpoint_topic == out.topic || out.checkpoint_topic == out.dead_letter_topic)
@@ -396,6 +397,10 @@ class Loader {
     if (out.dead_letter_topic.empty()) error("/kafka/dead_letter_topic", "must not be empty");
     if (out.topic == out.dead_letter_topic)
       error("/kafka/dead_letter_topic", "must differ from kafka.topic (\"" + out.topic + "\")");
+    if (out.event_topic.empty()) error("/kafka/event_topic", "must not be empty");
+    else if (out.event_topic == out.topic || out.event_topic == out.dead_letter_topic ||
+             out.event_topic == out.checkpoint_topic)
+      error("/kafka/event_topic", "must differ from kafka.topic, kafka.dead_letter_topic and kafka.checkpoint_topic");
     if (k.contains("max_in_flight") && k["max_in_flight"].is_number_unsigned())
       out.max_in_flight = static_cast<int>(std::min<std::uint64_t>(k["max_in_flight"].get<std::uint64_t>(), 1000000));
     if (k.contains("shutdown_timeout_ms") && k["shutdown_timeout_ms"].is_number_unsigned())

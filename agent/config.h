@@ -62,6 +62,7 @@ struct KafkaConfig {
   std::string brokers;                 // "embedded" or a bootstrap list
   std::string topic = "telemetry";
   std::string dead_letter_topic = "telemetry.dlq";
+  std::string event_topic = "vane.events";  // declarations about the seq space (drops, quarantines, parked rows)
   // Passed through to librdkafka. Never a secret (the loader refuses them),
   // and none of the security settings when tls or sasl is set.
   std::map<std::string, std::string> properties;

@@ -66,6 +66,9 @@ const ConfigTable& kafka_table() {
        {}, -1e300, 1e300, true},
       {"topic", OptType::kString, "telemetry", "topic for accepted readings"},
       {"dead_letter_topic", OptType::kString, "telemetry.dlq", "topic for rejected readings, with vane-error"},
+      {"event_topic", OptType::kString, "vane.events",
+       "topic for what the gateway declares about its seq space (drops by seq range, quarantined buffers, parked "
+       "rows), keyed by gateway; `vane audit` reconciles gaps against it"},
       {"tls", OptType::kObject, "", "TLS to the brokers (see kafka.tls); security.protocol follows from tls and sasl: "
        "tls only SSL, sasl only SASL_PLAINTEXT, both SASL_SSL"},
       {"sasl", OptType::kObject, "", "SASL authentication, the password from a file (see kafka.sasl)"},

@@ -67,6 +67,12 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
   if (!deliveries.empty()) quiet_since_ = std::chrono::steady_clock::now();
   bool any_ok = false;
   UplinkCause refused;  // consecutive identical refusals, folded
+  bool folding = false;
+  auto fold_out = [&] {
+    if (!folding) return;
+    metrics_.uplink.refused(refused);
+    metrics_.count_delivery_error(refused.code, refused.count);
+  };
   const std::int64_t now = now_us().time_since_epoch().count();
   for (Delivery& d : deliveries) {
     if (in_flight_ > 0) --in_flight_;
@@ -96,18 +102,21 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
       hold_topic(sent.stream, d.seq, d.cause);
     } else {
       if (d.seq == hold.probe) hold.probe = 0;  // not the topic's answer: probe again
+      // Transient, or a code vane has no rule for: kept, retried after a
+      // back-off; the tracker says it once per episode, and it is counted
+      // by its code.
       failed_.push_back(d.seq);
-      metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
-      if (d.cause.reason == refused.reason && d.cause.code == refused.code) {
+      if (folding && d.cause.reason == refused.reason && d.cause.code == refused.code) {
         ++refused.count;
       } else {
-        metrics_.uplink.refused(refused);  // nothing for the initial kNone
+        fold_out();
         refused = std::move(d.cause);
         refused.count = 1;
+        folding = true;
       }
     }
   }
-  metrics_.uplink.refused(refused);
+  fold_out();
   if (any_ok) metrics_.uplink.delivered();
   deliveries.clear();
   // Acknowledged rows are deleted in batches: a delete transaction per
@@ -239,16 +248,29 @@ void Forwarder::refused_for_good(std::uint64_t seq, Stream stream, std::size_t v
     VANE_LOG_WARN("buffer: cannot re-route seq %llu to the dead-letter topic (%s); it is kept back",
                   static_cast<unsigned long long>(seq), s.message().c_str());
   }
-  // Nowhere to go: kept in the buffer, claimed and not sent, until the next start.
-  parked_.push_back(seq);
-  metrics_.parked_rows.store(parked_.size(), std::memory_order_relaxed);
-  VANE_LOG_ERROR("kafka: seq %llu: the dead-letter topic refuses it too (%s: %s); it stays in the buffer, kept back "
-                 "until vane restarts (%zu such rows)",
-                 static_cast<unsigned long long>(seq), why.code.c_str(), why.detail.c_str(), parked_.size());
+  // Nowhere to go: parked in the buffer (kept, counted, declared on the
+  // event topic, never claimed) until an operator unparks it.
+  const std::string reason = std::string(stream_name(stream)) + " row refused for itself: " + why.code + ": " + why.detail;
+  if (Status s = buffer_.park(seq, why.code, reason); !s) {
+    // The buffer cannot record it: kept back in memory until the next start.
+    parked_.push_back(seq);
+    VANE_LOG_WARN("buffer: cannot park seq %llu (%s); it is kept back until vane restarts",
+                  static_cast<unsigned long long>(seq), s.message().c_str());
+  }
+  publish_parked();
+  const std::uint64_t n = metrics_.parked_rows.load(std::memory_order_relaxed);
+  if ((n & (n - 1)) == 0)
+    VANE_LOG_ERROR("kafka: seq %llu: %s; no topic takes it, so it is parked in the buffer (%llu parked rows): fix the "
+                   "cause on the brokers, then run `vane buffer unpark` on the buffer file",
+                   static_cast<unsigned long long>(seq), reason.c_str(), static_cast<unsigned long long>(n));
+}
+
+void Forwarder::publish_parked() {
+  metrics_.parked_rows.store(buffer_.parked_now() + parked_.size(), std::memory_order_relaxed);
 }
 
 void Forwarder::count_refusal(const UplinkCause& why) {
-  metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+  metrics_.count_delivery_error(why.code, 1);
   metrics_.uplink.refused(why);
 }
 
@@ -319,6 +341,7 @@ void Forwarder::run() {
     if (uplink_->fatal(nullptr) && !replace_uplink(deliveries)) return;
 
     retry_held();
+    publish_parked();  // `vane buffer unpark` may have returned some
     bool sent = false;
     if (std::chrono::steady_clock::now() >= backoff_until_ && in_flight_ < opts_.max_in_flight) {
       Status s = buffer_.claim(std::min(opts_.claim_batch, opts_.max_in_flight - in_flight_), batch);
@@ -424,7 +447,7 @@ void Forwarder::run_transactional() {
   auto fail = [&](const char* what, const std::string& why) {
     if (backoff_.count() == 0)
       VANE_LOG_WARN("kafka: %s (%s); the rows stay buffered and are retried", what, why.c_str());
-    metrics_.delivery_errors.fetch_add(1, std::memory_order_relaxed);
+    metrics_.count_delivery_error("TRANSACTION_NOT_COMMITTED", 1);
     back_off();
   };
   auto release = [&] {

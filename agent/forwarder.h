@@ -89,6 +89,7 @@ class Forwarder {
   void hold_topic(Stream stream, std::uint64_t seq, const UplinkCause& why);
   void park(TopicHold& hold, std::uint64_t seq);
   void publish_held(const TopicHold& hold);  // its row count to Metrics::held_rows
+  void publish_parked();                     // the buffer's parked rows to Metrics::parked_rows
   // A refusal: counted as a failed delivery and told to the tracker.
   void count_refusal(const UplinkCause& why);
   void lift(Stream stream);
@@ -123,12 +124,12 @@ class Forwarder {
   // Rows a broker refused within a batch, sent again each in a batch of its own.
   std::unordered_set<std::uint64_t> alone_;
   std::vector<std::uint64_t> retry_;  // released without backing off: the batch, not the link, was refused
-  // Dead letters the dead-letter topic refused for themselves: claimed and
-  // kept back until the next start.
+  // Rows no topic takes that the buffer could not park (its disk failed):
+  // claimed and kept back until the next start.
   std::vector<std::uint64_t> parked_;
   static constexpr std::size_t kDeadLetterValueBytes = 1024;
   std::unordered_map<std::uint64_t, Sent> sent_;
-  std::array<TopicHold, 2> holds_;  // by Stream
+  std::array<TopicHold, kStreams> holds_;  // by Stream
   static constexpr std::chrono::milliseconds kMaxHoldRetry{60000};
   std::vector<std::uint64_t> acks_;       // acknowledged, not yet deleted
   std::chrono::steady_clock::time_point first_ack_at_{};  // when acks_ became non-empty

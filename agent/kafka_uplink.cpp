@@ -3,6 +3,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -101,9 +103,7 @@ class KafkaUplink final : public Uplink {
     auto rk = new_producer(false);
     if (!rk) return rk.status();
     rk_ = std::move(*rk);
-    topic_.reset(rd_kafka_topic_new(rk_.get(), cfg_.topic.c_str(), nullptr));
-    dlq_.reset(rd_kafka_topic_new(rk_.get(), cfg_.dead_letter_topic.c_str(), nullptr));
-    if (!topic_ || !dlq_) return Status::invalid("kafka: cannot create topic handles");
+    if (!open_topics(rk_.get(), topics_)) return Status::invalid("kafka: cannot create topic handles");
     if (cfg_.exactly_once) {
       checkpoints_.reset(rd_kafka_topic_new(rk_.get(), cfg_.checkpoint_topic.c_str(), nullptr));
       if (!checkpoints_) return Status::invalid("kafka: cannot create topic handles");
@@ -189,11 +189,9 @@ class KafkaUplink final : public Uplink {
 
   ~KafkaUplink() override {
     // Explicit purge and flush happen in the forwarder; here only release.
-    topic_.reset();
-    dlq_.reset();
+    for (TopicPtr& t : topics_) t.reset();
     checkpoints_.reset();
-    alone_topic_.reset();
-    alone_dlq_.reset();
+    for (TopicPtr& t : alone_topics_) t.reset();
     alone_.reset();
     rk_.reset();
   }
@@ -281,7 +279,7 @@ class KafkaUplink final : public Uplink {
   }
 
   SendResult send(const StoredRecord& r, UplinkCause* why) override {
-    return produce(rk_.get(), r.rec.stream == Stream::kDeadLetter ? dlq_.get() : topic_.get(), r, why);
+    return produce(rk_.get(), topics_[static_cast<std::size_t>(r.rec.stream)].get(), r, why);
   }
 
   // Through a producer of its own that sends each record in a batch of its
@@ -296,10 +294,16 @@ class KafkaUplink final : public Uplink {
         return SendResult::kError;
       }
       alone_ = std::move(*rk);
-      alone_topic_.reset(rd_kafka_topic_new(alone_.get(), cfg_.topic.c_str(), nullptr));
-      alone_dlq_.reset(rd_kafka_topic_new(alone_.get(), cfg_.dead_letter_topic.c_str(), nullptr));
+      open_topics(alone_.get(), alone_topics_);
     }
-    return produce(alone_.get(), r.rec.stream == Stream::kDeadLetter ? alone_dlq_.get() : alone_topic_.get(), r, why);
+    return produce(alone_.get(), alone_topics_[static_cast<std::size_t>(r.rec.stream)].get(), r, why);
+  }
+
+  // A handle per Stream: telemetry, dead letters, events.
+  bool open_topics(rd_kafka_t* rk, std::array<TopicPtr, kStreams>& out) {
+    const std::string* names[kStreams] = {&cfg_.topic, &cfg_.dead_letter_topic, &cfg_.event_topic};
+    for (std::size_t i = 0; i < kStreams; ++i) out[i].reset(rd_kafka_topic_new(rk, names[i]->c_str(), nullptr));
+    return std::all_of(out.begin(), out.end(), [](const TopicPtr& t) { return t != nullptr; });
   }
 
   SendResult produce(rd_kafka_t* rk, rd_kafka_topic_t* topic, const StoredRecord& r, UplinkCause* why) {
@@ -547,9 +551,10 @@ class KafkaUplink final : public Uplink {
   KafkaConfig cfg_;
   std::string gateway_, bootstrap_;
   KafkaPtr rk_;
-  TopicPtr topic_, dlq_, checkpoints_;
+  std::array<TopicPtr, kStreams> topics_;  // by Stream
+  TopicPtr checkpoints_;
   KafkaPtr alone_;  // made on the first send_alone
-  TopicPtr alone_topic_, alone_dlq_;
+  std::array<TopicPtr, kStreams> alone_topics_;
   bool checkpoint_sent_ = false;
   // Names each transaction (vane-txn header and checkpoint record): this
   // producer's random incarnation and a counter.
@@ -600,6 +605,7 @@ Result<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(const KafkaConfig& c
   if (!impl->cluster) return Status::internal("embedded kafka: cannot start the mock cluster");
   rd_kafka_mock_topic_create(impl->cluster, cfg.topic.c_str(), 3, 1);
   rd_kafka_mock_topic_create(impl->cluster, cfg.dead_letter_topic.c_str(), 1, 1);
+  rd_kafka_mock_topic_create(impl->cluster, cfg.event_topic.c_str(), 1, 1);
   if (cfg.exactly_once) rd_kafka_mock_topic_create(impl->cluster, cfg.checkpoint_topic.c_str(), 1, 1);
   std::string bootstrap = rd_kafka_mock_cluster_bootstraps(impl->cluster);
   return std::unique_ptr<EmbeddedKafka>(new EmbeddedKafka(std::move(impl), std::move(bootstrap)));

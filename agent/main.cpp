@@ -20,11 +20,16 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check-config", "validate the config and its schemas");
   check->add_option("-c,--config", config, "config file")->capture_default_str();
 
-  auto* buffer = app.add_subcommand("buffer", "inspect a buffer file");
+  auto* buffer = app.add_subcommand("buffer", "inspect a buffer file, return its parked rows");
   buffer->require_subcommand(1);
   std::string buffer_path;
   auto* stats = buffer->add_subcommand("stats", "depth, oldest reading, bytes of a buffer file (offline)");
   stats->add_option("path", buffer_path, "buffer file")->required();
+  std::vector<std::uint64_t> unpark_seqs;
+  auto* unpark = buffer->add_subcommand(
+      "unpark", "return parked rows (no topic took them) to the queue, once their cause is fixed; also while vane runs");
+  unpark->add_option("path", buffer_path, "buffer file")->required();
+  unpark->add_option("--seq", unpark_seqs, "only these seqs (repeatable); default: every parked row");
 
 #ifdef VANE_HAVE_DRIVER_MODBUS
   auto* probe = app.add_subcommand("probe", "one-shot read from a device, for field wiring checks");
@@ -62,6 +67,7 @@ int main(int argc, char** argv) {
   if (*run) return vane::run_agent(config);
   if (*check) return vane::check_config(config);
   if (*stats) return vane::buffer_stats(buffer_path);
+  if (*unpark) return vane::buffer_unpark(buffer_path, unpark_seqs);
 #ifdef VANE_HAVE_DRIVER_MODBUS
   if (*pm) return vane::modbus::probe(po, stdout);
 #endif

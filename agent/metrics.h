@@ -84,7 +84,7 @@ struct Metrics {
   UplinkTracker uplink;               // written by the forwarder
   // Rows held back per stream (Stream) because the brokers refuse its topic
   // (an ACL, a missing topic), and why; written by the forwarder.
-  std::array<Counter, 2> held_rows{};
+  std::array<Counter, kStreams> held_rows{};
   void hold_cause(Stream s, const UplinkCause& c) {
     std::lock_guard<std::mutex> lock(held_mu);
     held[static_cast<std::size_t>(s)] = c;
@@ -108,10 +108,32 @@ struct Metrics {
 
   SourceCounters& source(const std::string& name) { return *sources.at(name); }
 
+  // Failed deliveries by the code Kafka or the client gave (delivery_errors
+  // is their sum): a code vane has no rule for is retried like any
+  // transient error, and shows up here by name. At most kMaxErrorCodes
+  // codes; the rest count as "other".
+  void count_delivery_error(const std::string& code, std::uint64_t n) {
+    if (n == 0) return;
+    delivery_errors.fetch_add(n, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(errors_mu);
+    auto it = errors_by_code.find(code);
+    if (it == errors_by_code.end())
+      it = errors_by_code.size() < kMaxErrorCodes ? errors_by_code.emplace(code.empty() ? "unknown" : code, 0).first
+                                                  : errors_by_code.try_emplace("other", 0).first;
+    it->second += n;
+  }
+  std::map<std::string, std::uint64_t> delivery_errors_by_code() const {
+    std::lock_guard<std::mutex> lock(errors_mu);
+    return errors_by_code;
+  }
+  static constexpr std::size_t kMaxErrorCodes = 64;
+
  private:
+  mutable std::mutex errors_mu;
+  std::map<std::string, std::uint64_t> errors_by_code;
   mutable std::mutex held_mu;
-  std::array<UplinkCause, 2> held{};
-  std::array<std::chrono::steady_clock::time_point, 2> held_since{};
+  std::array<UplinkCause, kStreams> held{};
+  std::array<std::chrono::steady_clock::time_point, kStreams> held_since{};
 };
 
 // Steady-clock nanoseconds, the unit of Metrics::last_progress_ns.

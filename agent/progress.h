@@ -15,6 +15,8 @@
 //    the client named (not enough replicas, authentication, an ACL...) is an
 //    outage the buffer absorbs, not a hang: restarting vane would not end
 //    it, and the uplink state and its alert say what to fix.
+//    Rows held back because the brokers refuse their topic, and parked rows,
+//    do not count as waiting to go out: they wait for a fix on the brokers.
 #pragma once
 
 #include <chrono>

@@ -99,12 +99,10 @@ void latency_metrics(PromText& p, const LatencyHistogram& h) {
   p.sample(name, {}, static_cast<double>(cumulative), "_count");
 }
 
-const char* stream_name(Stream s) { return s == Stream::kDeadLetter ? "dead_letter" : "telemetry"; }
-
 // The streams whose topic the brokers refuse, with why and how many rows wait.
 json held_topics(const Metrics& m) {
   json out = json::array();
-  for (const Stream s : {Stream::kTelemetry, Stream::kDeadLetter}) {
+  for (const Stream s : {Stream::kTelemetry, Stream::kDeadLetter, Stream::kEvent}) {
     const auto [cause, since] = m.hold_of(s);
     if (cause.reason == UplinkReason::kNone) continue;
     out.push_back({{"stream", stream_name(s)},
@@ -207,20 +205,22 @@ std::string render_metrics(const ReportContext& ctx) {
   p.sample("vane_buffer_salvaged_rows_total", static_cast<double>(m.buffer_salvaged.load()));
 
   p.family("vane_kafka_delivered_total", T::kCounter, "Rows acknowledged by Kafka and deleted from the buffer.");
-  p.family("vane_kafka_delivery_errors_total", T::kCounter, "Failed delivery attempts; the rows stay buffered.");
+  p.family("vane_kafka_delivery_errors_total", T::kCounter,
+           "Failed delivery attempts by the code Kafka or the client gave; the rows stay buffered unless refused for good.");
   p.sample("vane_kafka_delivered_total", static_cast<double>(m.delivered.load()));
-  p.sample("vane_kafka_delivery_errors_total", static_cast<double>(m.delivery_errors.load()));
+  for (const auto& [code, n] : m.delivery_errors_by_code())
+    p.sample("vane_kafka_delivery_errors_total", {{"code", code}}, static_cast<double>(n));
   p.family("vane_kafka_rerouted_total", T::kCounter,
            "Readings Kafka refused for themselves (too large, invalid), sent to the dead-letter topic instead with the broker's reason.");
   p.family("vane_buffer_parked_rows", T::kGauge,
-           "Dead letters the dead-letter topic refused for themselves: kept in the buffer, not sent, until vane restarts.");
+           "Rows no topic takes (dead letters the dead-letter topic refused for themselves): kept in the buffer, not sent, until `vane buffer unpark`.");
   p.sample("vane_kafka_rerouted_total", static_cast<double>(m.rerouted.load()));
   p.sample("vane_buffer_parked_rows", static_cast<double>(m.parked_rows.load()));
   uplink_metrics(p, m.uplink);
   p.family("vane_kafka_topic_held", T::kGauge,
            "1 while the brokers refuse a stream's topic for good (an ACL, a missing topic): its rows are held back, the other stream flows.");
   p.family("vane_buffer_held_rows", T::kGauge, "Rows held back because the brokers refuse their topic; they stay buffered.");
-  for (const Stream s : {Stream::kTelemetry, Stream::kDeadLetter}) {
+  for (const Stream s : {Stream::kTelemetry, Stream::kDeadLetter, Stream::kEvent}) {
     const char* name = stream_name(s);
     p.sample("vane_kafka_topic_held", {{"stream", name}}, m.hold_of(s).first.reason != UplinkReason::kNone ? 1 : 0);
     p.sample("vane_buffer_held_rows", {{"stream", name}},
@@ -283,6 +283,8 @@ std::pair<int, std::string> render_health(const ReportContext& ctx) {
     buffer["busy"] = true;  // a commit holds it: the other figures are not to be had now
   }
   buffer["dropped"] = m.dropped_total();
+  // Rows no topic takes: kept until an operator runs `vane buffer unpark`.
+  buffer["parked"] = m.parked_rows.load();
   const auto last_delivery = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(m.last_delivery_ns.load()));
   const UplinkTracker::Snapshot us = m.uplink.snapshot();
   const bool named = us.reason != UplinkReason::kNone;

@@ -14,6 +14,14 @@
 //  * A full filesystem (SQLITE_FULL) applies the overflow policy like the cap
 //    does: drop_oldest deletes old unclaimed rows and retries, and whatever
 //    still does not fit is refused; the drops are counted as disk-full drops.
+//  * Every gap the buffer makes in the seq space is declared: the transaction
+//    that drops rows also writes (or extends, while it is not yet claimed) an
+//    event row (Stream::kEvent) naming the dropped seq range, its count and
+//    reason; a quarantined file is declared the same way. Event rows are
+//    never dropped themselves, so no declaration is lost to the cap.
+//  * park() takes an in-flight row out of the queue for good (the uplink can
+//    deliver it nowhere): it stays buffered and counted, is never claimed,
+//    survives reopen, and goes back to the queue only when unparked.
 //
 // Thread-safety: all methods may be called from any thread; an implementation
 // serialises them internally. The buffer knows nothing of Kafka.
@@ -30,7 +38,11 @@
 
 namespace vane {
 
-enum class Stream : std::uint8_t { kTelemetry = 0, kDeadLetter = 1 };
+// Which topic a row goes to: readings, dead letters, or what the gateway
+// declares about its own seq space (drops, quarantines, parked rows).
+enum class Stream : std::uint8_t { kTelemetry = 0, kDeadLetter = 1, kEvent = 2 };
+inline constexpr std::size_t kStreams = 3;
+const char* stream_name(Stream s);  // "telemetry", "dead_letter", "event"
 
 enum class Overflow { kDropOldest, kDropNewest };
 enum class SyncLevel { kOff, kNormal, kFull };
@@ -80,6 +92,14 @@ struct BufferStats {
   std::uint64_t dropped_newest_total = 0;  // since open
   std::uint64_t dropped_disk_full_total = 0;  // since open; part of the two above
   std::uint64_t file_bytes = 0;     // database + WAL on disk
+  std::uint64_t parked = 0;         // rows kept back by park(); part of rows
+};
+
+// One parked row, for the operator.
+struct ParkedRow {
+  std::uint64_t seq = 0;
+  std::string reason;
+  std::int64_t since_us = 0;  // when it was parked, µs since epoch
 };
 
 class Buffer {
@@ -106,6 +126,15 @@ class Buffer {
     (void)seq, (void)error, (void)max_value;
     return Status::not_found("this buffer cannot re-route rows");
   }
+  // Takes the in-flight row `seq` out of the queue until unparked (see the
+  // contract above); `code` names the refusal in the event that declares it,
+  // `reason` is kept with the row for the operator. Not in flight: kNotFound.
+  virtual Status park(std::uint64_t seq, const std::string& code, const std::string& reason) {
+    (void)seq, (void)code, (void)reason;
+    return Status::not_found("this buffer cannot park rows");
+  }
+  // Rows parked now, without waiting for a running operation.
+  virtual std::uint64_t parked_now() const { return 0; }
   virtual BufferStats stats() = 0;
   // stats() if it can be had within `wait` (a commit may hold the buffer
   // while the disk hangs); nothing otherwise. For readers that must answer

@@ -52,6 +52,14 @@ inline constexpr const char* kCreate =
     "  value BLOB NOT NULL,"
     "  error TEXT NOT NULL,"
     "  size INTEGER NOT NULL);"
+    // Rows the uplink could deliver nowhere, kept out of the queue until an
+    // operator unparks them (vane buffer unpark deletes from this table, also
+    // while vane runs). A buffer file without it (an older vane's) is read
+    // as having none; an older vane ignores it and retries those rows.
+    "CREATE TABLE IF NOT EXISTS parked ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  reason TEXT NOT NULL,"
+    "  since_us INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', 1), ('schema_version', 1);";
 
 inline constexpr const char* kSelectMeta = "SELECT value FROM meta WHERE key = ?1;";
@@ -87,6 +95,20 @@ inline constexpr const char* kSelectOne =
 // The oldest rows that may be dropped: past the claimed high-water mark.
 inline constexpr const char* kOldestAfter =
     "SELECT seq, size FROM rows WHERE seq > ?1 ORDER BY seq LIMIT ?2;";
+
+// Parked rows: the set, kept at open (entries whose row is gone are dropped).
+inline constexpr const char* kPark = "INSERT OR REPLACE INTO parked(seq, reason, since_us) VALUES (?1, ?2, ?3);";
+inline constexpr const char* kUnparkOne = "DELETE FROM parked WHERE seq = ?1;";
+inline constexpr const char* kParkedSeqs = "SELECT seq FROM parked ORDER BY seq;";
+inline constexpr const char* kParkedRows = "SELECT seq, reason, since_us FROM parked ORDER BY seq LIMIT ?1;";
+inline constexpr const char* kParkedCount = "SELECT count(*) FROM parked;";
+inline constexpr const char* kPruneParked = "DELETE FROM parked WHERE seq NOT IN (SELECT seq FROM rows);";
+// Another connection (vane buffer unpark) committed since the last look.
+inline constexpr const char* kDataVersion = "PRAGMA data_version;";
+// Event rows (declarations) are never dropped by the overflow policy.
+inline constexpr const char* kEventSeqs = "SELECT seq FROM rows WHERE stream = 2;";
+// A declaration extended in place while it is not yet claimed.
+inline constexpr const char* kUpdateValue = "UPDATE rows SET value = ?2, size = ?3 WHERE seq = ?1;";
 
 inline constexpr const char* kBegin = "BEGIN IMMEDIATE;";
 inline constexpr const char* kCommit = "COMMIT;";

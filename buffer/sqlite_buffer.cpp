@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "buffer/buffer_sql.h"
 
 namespace vane {
@@ -65,7 +67,42 @@ std::string column_text(sqlite3_stmt* s, int i) {
   return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
 }
 
+std::int64_t wall_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string iso_utc(std::int64_t us) {
+  const std::time_t secs = static_cast<std::time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", static_cast<long long>(us % 1000000));
+  return buf;
+}
+
+// An event row: keyed by the gateway, its value one JSON object.
+Record event_record(const std::string& gateway, std::string value, std::int64_t ts_us) {
+  Record r;
+  r.stream = Stream::kEvent;
+  r.key = gateway;
+  r.ts_us = ts_us;
+  r.source = "vane";
+  r.schema = "vane.event";
+  r.value = std::move(value);
+  return r;
+}
+
 }  // namespace
+
+const char* stream_name(Stream s) {
+  switch (s) {
+    case Stream::kDeadLetter: return "dead_letter";
+    case Stream::kEvent: return "event";
+    default: return "telemetry";
+  }
+}
 
 SqliteBuffer::~SqliteBuffer() {
   std::lock_guard<std::timed_mutex> lock(mu_);
@@ -76,7 +113,7 @@ SqliteBuffer::~SqliteBuffer() {
 void SqliteBuffer::close_db() {
   // Statements first: sqlite3_close_v2 would otherwise defer the close.
   for (Stmt* st : {&insert_, &delete_, &delete_range_, &select_after_, &select_one_, &oldest_after_, &update_next_seq_, &begin_,
-                   &commit_, &rollback_, &oldest_, &dead_letter_})
+                   &commit_, &rollback_, &oldest_, &dead_letter_, &park_, &unpark_one_, &update_value_, &data_version_})
     st->reset();
   db_.reset();
 }
@@ -199,7 +236,9 @@ Status SqliteBuffer::init(bool& unusable) {
                         {&oldest_after_, sql::kOldestAfter}, {&update_next_seq_, sql::kUpdateNextSeq},
                         {&begin_, sql::kBegin},              {&commit_, sql::kCommit},
                         {&rollback_, sql::kRollback},        {&oldest_, sql::kOldest},
-                        {&dead_letter_, sql::kDeadLetter}};
+                        {&dead_letter_, sql::kDeadLetter},   {&park_, sql::kPark},
+                        {&unpark_one_, sql::kUnparkOne},     {&update_value_, sql::kUpdateValue},
+                        {&data_version_, sql::kDataVersion}};
   for (const Prep& p : preps) {
     sqlite3_stmt* s = nullptr;
     rc = sqlite3_prepare_v3(db_.get(), p.sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
@@ -249,7 +288,44 @@ Status SqliteBuffer::init(bool& unusable) {
   // (e.g. a file edited by hand).
   if (Status s = one_row(sql::kMaxSeq); !s) return s;
   next_seq_ = std::max(next_seq_, static_cast<std::uint64_t>(sqlite3_column_int64(q.get(), 0)) + 1);
+  q.reset();
+  {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql::kEventSeqs, -1, &s, nullptr) != SQLITE_OK) return classify(error("prepare", rc));
+    Stmt events(s);
+    event_rows_.clear();
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) event_rows_.insert(static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)));
+    if (rc != SQLITE_DONE) return classify(error("read event rows", rc));
+  }
+  if (Status s = exec(sql::kPruneParked); !s) return classify(s);
+  return classify(load_parked());
+}
+
+Status SqliteBuffer::load_parked() {
+  sqlite3_stmt* s = nullptr;
+  int rc = sqlite3_prepare_v2(db_.get(), sql::kParkedSeqs, -1, &s, nullptr);
+  Stmt owner(s);
+  if (rc != SQLITE_OK) return error("prepare", rc);
+  std::set<std::uint64_t> now;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) now.insert(static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)));
+  if (rc != SQLITE_DONE) return error("read parked rows", rc);
+  // Those no longer parked are claimable again: behind the cursor, as released rows.
+  for (std::uint64_t seq : parked_)
+    if (!now.contains(seq) && seq <= claimed_hwm_) released_.insert(seq);
+  parked_ = std::move(now);
   return Status::ok();
+}
+
+Status SqliteBuffer::reload_parked() {
+  const auto now = std::chrono::steady_clock::now();
+  if (parked_.empty() || now < next_parked_check_) return Status::ok();
+  next_parked_check_ = now + std::chrono::seconds(1);
+  sqlite3_stmt* s = data_version_.get();
+  Reset reset{s};
+  if (sqlite3_step(s) != SQLITE_ROW) return Status::ok();
+  const std::int64_t v = sqlite3_column_int64(s, 0);
+  if (v == std::exchange(data_version_seen_, v)) return Status::ok();
+  return load_parked();
 }
 
 Status SqliteBuffer::quarantine_and_reopen(const std::string& reason) {
@@ -273,7 +349,106 @@ Status SqliteBuffer::quarantine_and_reopen(const std::string& reason) {
   bool unusable = false;
   if (Status s = init(unusable); !s) return s;
   salvage(aside);
+  // Declared: seqs the old file held and the new one does not may be lost
+  // with it. Which of them were still unsent is not known; the range is every
+  // seq it may have held.
+  const std::uint64_t last = next_seq_ - 1;
+  nlohmann::ordered_json ev = {{"event", "quarantined"},
+                               {"gateway", opts_.gateway},
+                               {"reason", "buffer_corrupt"},
+                               {"detail", reason},
+                               {"moved_to", aside},
+                               {"first_seq", last > 0 ? 1 : 0},
+                               {"last_seq", last},
+                               {"salvaged", quarantine_.salvaged},
+                               {"timestamp", iso_utc(wall_us())}};
+  if (sqlite3_step(begin_.get()) == SQLITE_DONE) {
+    sqlite3_reset(begin_.get());
+    std::uint64_t seq = 0;
+    if (insert_event(ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), seq) == SQLITE_DONE &&
+        sqlite3_step(commit_.get()) == SQLITE_DONE) {
+      event_rows_.insert(seq);
+      ++rows_;
+    } else {
+      sqlite3_step(rollback_.get());
+      sqlite3_reset(rollback_.get());
+      next_seq_ = last + 1;
+    }
+    sqlite3_reset(commit_.get());
+  }
+  sqlite3_reset(begin_.get());
   return Status::ok();
+}
+
+int SqliteBuffer::insert_event(const std::string& value, std::uint64_t& seq, std::uint64_t* size_out) {
+  const Record r = event_record(opts_.gateway, value, wall_us());
+  const std::uint64_t size = row_size(r);
+  sqlite3_stmt* s = insert_.get();
+  {
+    Reset reset{s};
+    sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(next_seq_));
+    sqlite3_bind_int(s, 2, static_cast<int>(r.stream));
+    bind_text(s, 3, r.key);
+    sqlite3_bind_int64(s, 4, r.ts_us);
+    bind_text(s, 5, r.source);
+    bind_text(s, 6, r.schema);
+    sqlite3_bind_blob(s, 7, r.value.data(), static_cast<int>(r.value.size()), SQLITE_STATIC);
+    bind_text(s, 8, r.error);
+    sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(size));
+    const int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) return rc;
+  }
+  seq = next_seq_++;
+  bytes_ += size;
+  if (size_out) *size_out = size;
+  sqlite3_stmt* u = update_next_seq_.get();
+  Reset reset{u};
+  sqlite3_bind_int64(u, 1, static_cast<sqlite3_int64>(next_seq_));
+  return sqlite3_step(u);
+}
+
+bool SqliteBuffer::unclaimed(std::uint64_t seq) const {
+  return seq > claimed_hwm_ && !in_flight_.contains(seq) && !live_claimed_.contains(seq);
+}
+
+int SqliteBuffer::declare(Declaration& d, const char* event, const std::string& reason, std::uint64_t first,
+                          std::uint64_t last, std::uint64_t count) {
+  const bool extend = d.seq != 0 && d.event == event && d.reason == reason && first > d.last && unclaimed(d.seq) &&
+                      event_rows_.contains(d.seq);
+  if (extend) {
+    d.last = last;
+    d.count += count;
+  } else {
+    d = Declaration{0, event, reason, first, last, count};
+  }
+  const std::int64_t now = wall_us();
+  const nlohmann::ordered_json ev = {{"event", d.event}, {"gateway", opts_.gateway}, {"reason", d.reason},
+                                     {"first_seq", d.first}, {"last_seq", d.last},   {"count", d.count},
+                                     {"timestamp", iso_utc(now)}};
+  std::string value = ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (!extend) {
+    const int rc = insert_event(value, d.seq, &d.size);
+    if (rc == SQLITE_DONE) {
+      event_rows_.insert(d.seq);
+      ++rows_;
+    } else {
+      d = Declaration{};
+    }
+    return rc;
+  }
+  // The row keeps its seq; its value (and accounted size) is rewritten.
+  const std::uint64_t size = row_size(event_record(opts_.gateway, value, now));
+  sqlite3_stmt* s = update_value_.get();
+  Reset reset{s};
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(d.seq));
+  sqlite3_bind_blob(s, 2, value.data(), static_cast<int>(value.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(size));
+  const int rc = sqlite3_step(s);
+  if (rc == SQLITE_DONE) {
+    bytes_ = bytes_ - std::min(bytes_, d.size) + size;
+    d.size = size;
+  }
+  return rc;
 }
 
 // A truncated file whose header still claims its old length makes SQLite
@@ -391,12 +566,20 @@ int SqliteBuffer::delete_row(std::uint64_t seq, std::uint64_t& size) {
 }
 
 bool SqliteBuffer::droppable(std::uint64_t seq) const {
-  return seq > claimed_hwm_ && !in_flight_.contains(seq) && !released_.contains(seq);
+  return seq > claimed_hwm_ && !in_flight_.contains(seq) && !released_.contains(seq) &&
+         (event_rows_.empty() || !event_rows_.contains(seq));
 }
 
-Result<std::size_t> SqliteBuffer::delete_oldest(std::uint64_t need) {
+Result<std::size_t> SqliteBuffer::delete_oldest(std::uint64_t need, const char* reason) {
   std::size_t dropped = 0;
+  std::uint64_t first = 0, last = 0;
   auto done = [&](std::uint64_t freed) { return bytes_ - std::min(bytes_, freed) + need <= cap_; };
+  // The declaration of the drops takes room too: a new event row, or a few
+  // more digits in the one it extends.
+  if (!done(0)) {
+    const bool extends = pending_drop_.seq != 0 && pending_drop_.reason == reason && unclaimed(pending_drop_.seq);
+    need += extends ? 16 : kEventReserve + 2 * opts_.gateway.size();
+  }
   std::uint64_t after = claimed_hwm_;
   while (!done(0)) {
     sqlite3_stmt* s = oldest_after_.get();
@@ -422,30 +605,59 @@ Result<std::size_t> SqliteBuffer::delete_oldest(std::uint64_t need) {
       std::uint64_t size = 0;
       rc = delete_row(seq, size);
       if (rc != SQLITE_DONE) return error("drop oldest row", rc);
+      if (!parked_.empty() && parked_.erase(seq)) {
+        txn_unparked_.push_back(seq);
+        sqlite3_stmt* u = unpark_one_.get();
+        Reset reset{u};
+        sqlite3_bind_int64(u, 1, static_cast<sqlite3_int64>(seq));
+        if ((rc = sqlite3_step(u)) != SQLITE_DONE) return error("drop a parked row", rc);
+      }
       bytes_ -= std::min(bytes_, size);
       --rows_;
       ++dropped;
+      if (first == 0) first = seq;
+      last = seq;
     }
+  }
+  if (dropped > 0) {
+    const int rc = declare(pending_drop_, "dropped", reason, first, last, dropped);
+    if (rc != SQLITE_DONE) return error("declare dropped rows", rc);
   }
   return dropped;
 }
 
+void SqliteBuffer::undo_declarations(std::uint64_t first_new_seq, const Declaration& saved) {
+  // Event rows this transaction wrote are gone with it, and parked rows it
+  // dropped are still there.
+  event_rows_.erase(event_rows_.lower_bound(first_new_seq), event_rows_.end());
+  pending_drop_ = saved;
+  parked_.insert(txn_unparked_.begin(), txn_unparked_.end());
+  txn_unparked_.clear();
+}
+
 Result<std::size_t> SqliteBuffer::drop_to_cap() {
-  const std::uint64_t saved_rows = rows_, saved_bytes = bytes_;
+  const std::uint64_t saved_rows = rows_, saved_bytes = bytes_, saved_seq = next_seq_;
+  const Declaration saved_drop = pending_drop_;
+  txn_unparked_.clear();
   int rc = sqlite3_step(begin_.get());
   sqlite3_reset(begin_.get());
   if (rc != SQLITE_DONE) return error("begin", rc);
-  auto dropped = delete_oldest(0);
+  auto dropped = delete_oldest(0, "disk_full");
   if (dropped) {
     rc = sqlite3_step(commit_.get());
     sqlite3_reset(commit_.get());
-    if (rc == SQLITE_DONE) return dropped;
+    if (rc == SQLITE_DONE) {
+      txn_unparked_.clear();
+      return dropped;
+    }
     dropped = error("commit", rc);
   }
   sqlite3_step(rollback_.get());
   sqlite3_reset(rollback_.get());
   rows_ = saved_rows;
   bytes_ = saved_bytes;
+  next_seq_ = saved_seq;
+  undo_declarations(saved_seq, saved_drop);
   return dropped.status();
 }
 
@@ -527,6 +739,8 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   if (records.empty()) return res;
   const std::uint64_t saved_seq = next_seq_, saved_rows = rows_, saved_bytes = bytes_;
   const std::size_t unreported = res.dropped_oldest;
+  const Declaration saved_drop = pending_drop_;
+  txn_unparked_.clear();
   auto fail = [&](Status s) -> Result<AppendResult> {
     sqlite3_step(rollback_.get());
     sqlite3_reset(rollback_.get());
@@ -534,6 +748,7 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
     rows_ = saved_rows;
     bytes_ = saved_bytes;
     unreported_oldest_ = unreported;
+    undo_declarations(saved_seq, saved_drop);
     return s;
   };
   int rc = sqlite3_step(begin_.get());
@@ -550,7 +765,7 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   incoming = std::min(incoming, cap_);
   std::size_t cap_dropped = 0;
   if (bytes_ + incoming > cap_ && opts_.overflow == Overflow::kDropOldest) {
-    auto dropped = delete_oldest(incoming);
+    auto dropped = delete_oldest(incoming, cap_ < opts_.max_bytes ? "disk_full" : "buffer_cap");
     if (!dropped) return fail(dropped.status());
     cap_dropped = *dropped;
   }
@@ -592,6 +807,7 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
   rc = sqlite3_step(commit_.get());
   sqlite3_reset(commit_.get());
   if (rc != SQLITE_DONE) return fail(error("commit", rc));
+  txn_unparked_.clear();
   res.dropped_oldest += cap_dropped;
   dropped_oldest_total_ += cap_dropped;
   dropped_newest_total_ += res.dropped_newest;
@@ -623,7 +839,7 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Clai
   sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(after));
   // The backlog cursor passes over rows the live side took: ask for as many
   // more as there may be.
-  const std::size_t ask = live ? max_rows : max_rows + live_claimed_.size();
+  const std::size_t ask = (live ? max_rows : max_rows + live_claimed_.size()) + parked_.size();
   sqlite3_bind_int64(s, 2, static_cast<sqlite3_int64>(ask));
   std::size_t got = 0;
   int rc;
@@ -631,6 +847,7 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Clai
     const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
     hwm = seq;
     if (!live && live_claimed_.erase(seq)) continue;
+    if (!parked_.empty() && parked_.contains(seq)) continue;
     StoredRecord& r = out.next();
     (void)read_row(s, r);
     in_flight_.emplace(seq, row_size(r.rec));
@@ -644,6 +861,8 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Clai
 
 Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& records) {
   const ForwarderTurn turn{*this};
+  const PublishRows publish{*this};
+  if (Status s = reload_parked(); !s) return s;
   Claimed out{records};
   // Released rows first, oldest first.
   while (out.size() < max_rows && !released_.empty()) {
@@ -749,7 +968,151 @@ Status SqliteBuffer::ack_locked(std::span<const std::uint64_t> seqs) {
     in_flight_.erase(seq);
     released_.erase(seq);
   }
+  if (!event_rows_.empty())
+    for (std::uint64_t seq : seqs) event_rows_.erase(seq);
   return Status::ok();
+}
+
+Status SqliteBuffer::park(std::uint64_t seq, const std::string& code, const std::string& reason) {
+  const ForwarderTurn turn{*this};
+  const PublishRows publish{*this};
+  auto it = in_flight_.find(seq);
+  if (it == in_flight_.end()) return Status::not_found("seq " + std::to_string(seq) + " is not in flight");
+  const std::uint64_t saved_rows = rows_, saved_bytes = bytes_, saved_seq = next_seq_;
+  const Declaration saved_park = pending_park_;
+  int rc = sqlite3_step(begin_.get());
+  sqlite3_reset(begin_.get());
+  if (rc != SQLITE_DONE) return error("begin", rc);
+  {
+    sqlite3_stmt* s = park_.get();
+    Reset reset{s};
+    sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(seq));
+    bind_text(s, 2, reason);
+    sqlite3_bind_int64(s, 3, wall_us());
+    rc = sqlite3_step(s);
+  }
+  if (rc == SQLITE_DONE) rc = declare(pending_park_, "parked", code, seq, seq, 1);
+  if (rc == SQLITE_DONE) rc = sqlite3_step(commit_.get());
+  sqlite3_reset(commit_.get());
+  if (rc != SQLITE_DONE) {
+    Status s = error("park a row", rc);
+    sqlite3_step(rollback_.get());
+    sqlite3_reset(rollback_.get());
+    rows_ = saved_rows;
+    bytes_ = saved_bytes;
+    next_seq_ = saved_seq;
+    event_rows_.erase(event_rows_.lower_bound(saved_seq), event_rows_.end());
+    pending_park_ = saved_park;
+    return s;
+  }
+  in_flight_.erase(it);
+  parked_.insert(seq);
+  return Status::ok();
+}
+
+Status SqliteBuffer::unpark_locked(std::span<const std::uint64_t> seqs, std::size_t& n) {
+  n = 0;
+  std::vector<std::uint64_t> which(seqs.begin(), seqs.end());
+  if (which.empty()) which.assign(parked_.begin(), parked_.end());
+  std::erase_if(which, [&](std::uint64_t seq) { return !parked_.contains(seq); });
+  if (which.empty()) return Status::ok();
+  int rc = sqlite3_step(begin_.get());
+  sqlite3_reset(begin_.get());
+  if (rc != SQLITE_DONE) return error("begin", rc);
+  for (std::uint64_t seq : which) {
+    sqlite3_stmt* u = unpark_one_.get();
+    Reset reset{u};
+    sqlite3_bind_int64(u, 1, static_cast<sqlite3_int64>(seq));
+    if ((rc = sqlite3_step(u)) != SQLITE_DONE) break;
+  }
+  if (rc == SQLITE_DONE) rc = sqlite3_step(commit_.get());
+  sqlite3_reset(commit_.get());
+  if (rc != SQLITE_DONE) {
+    Status s = error("unpark rows", rc);
+    sqlite3_step(rollback_.get());
+    sqlite3_reset(rollback_.get());
+    return s;
+  }
+  for (std::uint64_t seq : which) {
+    parked_.erase(seq);
+    if (seq <= claimed_hwm_) released_.insert(seq);
+  }
+  n = which.size();
+  return Status::ok();
+}
+
+Result<std::size_t> SqliteBuffer::unpark(std::span<const std::uint64_t> seqs) {
+  const ForwarderTurn turn{*this};
+  const PublishRows publish{*this};
+  std::size_t n = 0;
+  if (Status s = unpark_locked(seqs, n); !s) return s;
+  return n;
+}
+
+namespace {
+
+// A buffer file opened by another process than the vane that may hold it.
+Result<SqliteBuffer::Db> open_file(const std::string& path, int flags) {
+  struct stat sb;
+  if (::stat(path.c_str(), &sb) != 0)
+    return Status::not_found(path + ": cannot read buffer: " + std::strerror(errno));
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  SqliteBuffer::Db db(raw);
+  if (rc != SQLITE_OK)
+    return Status::io_error(path + ": cannot open buffer: " + (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  sqlite3_busy_timeout(db.get(), 5000);
+  return db;
+}
+
+bool has_parked_table(sqlite3* db) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'parked';", -1, &s,
+                         nullptr) != SQLITE_OK)
+    return false;
+  SqliteBuffer::Stmt owner(s);
+  return sqlite3_step(s) == SQLITE_ROW;
+}
+
+}  // namespace
+
+Result<std::size_t> SqliteBuffer::unpark_file(const std::string& path, std::span<const std::uint64_t> seqs) {
+  auto db = open_file(path, SQLITE_OPEN_READWRITE);
+  if (!db) return db.status();
+  sqlite3* d = db.value().get();
+  if (!has_parked_table(d)) return std::size_t{0};
+  std::string sql = "DELETE FROM parked";
+  if (!seqs.empty()) {
+    sql += " WHERE seq IN (";
+    for (std::size_t i = 0; i < seqs.size(); ++i) sql += (i ? "," : "") + std::to_string(seqs[i]);
+    sql += ")";
+  }
+  sql += ";";
+  char* err = nullptr;
+  if (sqlite3_exec(d, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = path + ": cannot unpark rows: " + (err ? err : sqlite3_errmsg(d));
+    sqlite3_free(err);
+    return Status::io_error(msg);
+  }
+  return static_cast<std::size_t>(sqlite3_changes(d));
+}
+
+Result<std::vector<ParkedRow>> SqliteBuffer::parked_rows(const std::string& path, std::size_t limit) {
+  auto db = open_file(path, SQLITE_OPEN_READONLY);
+  if (!db) return db.status();
+  sqlite3* d = db.value().get();
+  std::vector<ParkedRow> out;
+  if (!has_parked_table(d)) return out;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(d, sql::kParkedRows, -1, &s, nullptr) != SQLITE_OK)
+    return Status::io_error(path + ": " + sqlite3_errmsg(d));
+  Stmt owner(s);
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(limit));
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    out.push_back({static_cast<std::uint64_t>(sqlite3_column_int64(s, 0)), column_text(s, 1), sqlite3_column_int64(s, 2)});
+  if (rc != SQLITE_DONE) return Status::io_error(path + ": " + sqlite3_errmsg(d));
+  return out;
 }
 
 Status SqliteBuffer::dead_letter(std::uint64_t seq, const std::string& error, std::size_t max_value) {
@@ -797,6 +1160,7 @@ BufferStats SqliteBuffer::stats_locked() {
   st.dropped_oldest_total = dropped_oldest_total_;
   st.dropped_newest_total = dropped_newest_total_;
   st.dropped_disk_full_total = dropped_disk_full_total_;
+  st.parked = parked_.size();
   st.file_bytes = file_size(opts_.path) + file_size(opts_.path + "-wal");
   if (rows_ > 0) {
     sqlite3_stmt* s = oldest_.get();
@@ -851,6 +1215,8 @@ Result<BufferStats> SqliteBuffer::inspect(const std::string& path) {
     st.next_seq = static_cast<std::uint64_t>(sqlite3_column_int64(q, 0));
   });
   if (!s) return s;
+  if (has_parked_table(db.get()))
+    (void)query(sql::kParkedCount, [&](sqlite3_stmt* q) { st.parked = static_cast<std::uint64_t>(sqlite3_column_int64(q, 0)); });
   st.file_bytes = file_size(path) + file_size(path + "-wal");
   return st;
 }

@@ -26,6 +26,9 @@ struct SqliteBufferOptions {
   // Limits the database file to this many pages (PRAGMA max_page_count); a
   // write past it fails as on a full disk. 0: no limit. For tests.
   std::uint64_t max_pages = 0;
+  // Names the gateway in the event rows the buffer writes (declared drops,
+  // quarantines, parked rows): their key and their "gateway" field.
+  std::string gateway;
 };
 
 // What open() did with a buffer file it could not use (corrupt, truncated,
@@ -59,6 +62,17 @@ class SqliteBuffer final : public Buffer {
   Status ack(std::span<const std::uint64_t> seqs) override;
   void release(std::span<const std::uint64_t> seqs) override;
   Status dead_letter(std::uint64_t seq, const std::string& error, std::size_t max_value) override;
+  Status park(std::uint64_t seq, const std::string& code, const std::string& reason) override;
+  std::uint64_t parked_now() const override { return parked_published_.load(std::memory_order_relaxed); }
+  // Returns parked rows to the queue: those in `seqs`, or all when empty.
+  // How many were parked.
+  Result<std::size_t> unpark(std::span<const std::uint64_t> seqs);
+  // The same on a buffer file, also while a vane holds it: that vane sees the
+  // change within a second (it watches the file's data_version) and claims
+  // the rows again.
+  static Result<std::size_t> unpark_file(const std::string& path, std::span<const std::uint64_t> seqs);
+  // Up to `limit` parked rows of a buffer file, oldest first (read-only).
+  static Result<std::vector<ParkedRow>> parked_rows(const std::string& path, std::size_t limit);
   BufferStats stats() override;
   std::optional<BufferStats> try_stats(std::chrono::milliseconds wait) override;
   std::uint64_t rows_now() const override { return rows_published_.load(std::memory_order_relaxed); }
@@ -97,7 +111,10 @@ class SqliteBuffer final : public Buffer {
   // Publishes rows_ for rows_now() when a public operation ends.
   struct PublishRows {
     SqliteBuffer& b;
-    ~PublishRows() { b.rows_published_.store(b.rows_, std::memory_order_relaxed); }
+    ~PublishRows() {
+      b.rows_published_.store(b.rows_, std::memory_order_relaxed);
+      b.parked_published_.store(b.parked_.size(), std::memory_order_relaxed);
+    }
   };
   // Claims up to max_rows rows after `after` in seq order, moving `hwm`.
   // live: the live side of Replay::kLiveFirst (remembers what it took);
@@ -129,7 +146,32 @@ class SqliteBuffer final : public Buffer {
   // Deletes the oldest droppable rows, inside the caller's transaction, until
   // `need` more bytes fit under cap_ (or nothing droppable is left); returns
   // how many.
-  Result<std::size_t> delete_oldest(std::uint64_t need);
+  // The drops are declared (declare()) with `reason`.
+  Result<std::size_t> delete_oldest(std::uint64_t need, const char* reason);
+  // An event row declaring something about the seq space, written inside
+  // the caller's transaction. While the last declaration of the same kind
+  // and reason is not claimed yet and `first` follows it, it is extended in
+  // place (a long outage at the cap is one event, not one per append).
+  struct Declaration {
+    std::uint64_t seq = 0;  // its row; 0: none pending
+    std::string event, reason;
+    std::uint64_t first = 0, last = 0, count = 0;
+    std::uint64_t size = 0;  // its row's accounted size
+  };
+  int declare(Declaration& d, const char* event, const std::string& reason, std::uint64_t first, std::uint64_t last,
+              std::uint64_t count);
+  // Writes an event row with the next seq (and the new next_seq meta).
+  int insert_event(const std::string& value, std::uint64_t& seq, std::uint64_t* size_out = nullptr);
+  bool unclaimed(std::uint64_t seq) const;
+  // After a rollback: forgets event rows with seqs from first_new_seq on,
+  // restores the drop declaration and the parked rows the transaction dropped.
+  void undo_declarations(std::uint64_t first_new_seq, const Declaration& saved);
+  static constexpr std::uint64_t kEventReserve = 256;  // room a declaration's row takes, besides the gateway id
+  // Parked rows somebody unparked from another connection go back to the
+  // queue (checked at most once a second, only while rows are parked).
+  Status reload_parked();
+  Status load_parked();
+  Status unpark_locked(std::span<const std::uint64_t> seqs, std::size_t& n);
 
   SqliteBufferOptions opts_;
   int lock_fd_ = -1;  // flock'ed PATH.lock, held for the buffer's lifetime
@@ -150,7 +192,7 @@ class SqliteBuffer final : public Buffer {
   // Everything below is guarded by mu_.
   Db db_;
   Stmt insert_, delete_, delete_range_, select_after_, select_one_, oldest_after_, update_next_seq_, begin_, commit_,
-      rollback_, oldest_, dead_letter_;
+      rollback_, oldest_, dead_letter_, park_, unpark_one_, update_value_, data_version_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t rows_ = 0;
   std::atomic<std::uint64_t> rows_published_{0};  // rows_ after the last operation
@@ -173,6 +215,13 @@ class SqliteBuffer final : public Buffer {
   std::uint64_t live_hwm_ = 0;
   std::set<std::uint64_t> live_claimed_;
   Quarantine quarantine_;
+  Declaration pending_drop_, pending_park_;
+  std::set<std::uint64_t> event_rows_;  // seqs of buffered event rows (never dropped)
+  std::set<std::uint64_t> parked_;      // kept out of claims; mirrors the parked table
+  std::vector<std::uint64_t> txn_unparked_;  // parked rows the running transaction dropped
+  std::atomic<std::uint64_t> parked_published_{0};
+  std::int64_t data_version_seen_ = -1;
+  std::chrono::steady_clock::time_point next_parked_check_{};
 };
 
 }  // namespace vane

@@ -8,6 +8,9 @@
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "buffer/sqlite_buffer.h"
 #include "support/temp_dir.h"
@@ -32,7 +35,9 @@ constexpr std::uint64_t kRow100 = 100 + 5 + 3 + 7 + 32;  // key "T-001"
 
 std::unique_ptr<SqliteBuffer> open_buffer(const std::string& path, std::uint64_t max_bytes = 1 << 30,
                                           Overflow o = Overflow::kDropOldest, SyncLevel s = SyncLevel::kNormal) {
-  auto b = SqliteBuffer::open({path, max_bytes, o, s});
+  SqliteBufferOptions opts{path, max_bytes, o, s};
+  opts.gateway = "gw-test";
+  auto b = SqliteBuffer::open(opts);
   EXPECT_TRUE(b.is_ok()) << b.status().message();
   return b ? std::move(b.value()) : nullptr;
 }
@@ -51,6 +56,14 @@ std::vector<std::uint64_t> claim_seqs(Buffer& b, std::size_t n) {
   std::vector<std::uint64_t> seqs;
   for (auto& r : out) seqs.push_back(r.seq);
   return seqs;
+}
+
+// The event rows among `out`, their values parsed.
+std::vector<std::pair<std::uint64_t, nlohmann::json>> events_in(const std::vector<StoredRecord>& out) {
+  std::vector<std::pair<std::uint64_t, nlohmann::json>> ev;
+  for (const auto& r : out)
+    if (r.rec.stream == Stream::kEvent) ev.emplace_back(r.seq, nlohmann::json::parse(r.rec.value));
+  return ev;
 }
 
 TEST(Buffer, SequenceIsMonotonicAndSurvivesReopenEvenWhenEmpty) {
@@ -175,16 +188,149 @@ TEST(Buffer, CapWithDropOldestDropsOldestUnclaimedAndCounts) {
   claim_seqs(*b, 2);  // 1 and 2 are with the uplink: never dropped
   auto r = append_n(*b, 3);
   EXPECT_EQ(r.appended, 3u);
-  EXPECT_EQ(r.dropped_oldest, 3u);
+  // Room for three rows and for the event row that declares the drops.
+  EXPECT_EQ(r.dropped_oldest, 5u);
   EXPECT_EQ(r.dropped_newest, 0u);
-  EXPECT_EQ(r.first_seq, 11u);
+  EXPECT_EQ(r.first_seq, 12u);  // 11 is the declaration
   auto st = b->stats();
-  EXPECT_EQ(st.rows, 10u);
-  EXPECT_EQ(st.dropped_oldest_total, 3u);
+  EXPECT_EQ(st.rows, 9u);
+  EXPECT_LE(st.bytes, 10 * kRow100);
+  EXPECT_EQ(st.dropped_oldest_total, 5u);
   EXPECT_EQ(st.oldest_seq, 1u);
   b->release(std::vector<std::uint64_t>{1, 2});
-  // 3, 4, 5 are gone: the gap is exactly the counted drops.
-  EXPECT_EQ(claim_seqs(*b, 20), (std::vector<std::uint64_t>{1, 2, 6, 7, 8, 9, 10, 11, 12, 13}));
+  // 3..7 are gone: the gap is exactly the counted drops, and declared.
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(20, out).is_ok());
+  std::vector<std::uint64_t> seqs;
+  for (const auto& x : out) seqs.push_back(x.seq);
+  EXPECT_EQ(seqs, (std::vector<std::uint64_t>{1, 2, 8, 9, 10, 11, 12, 13, 14}));
+  const auto ev = events_in(out);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].first, 11u);
+  EXPECT_EQ(ev[0].second["event"], "dropped");
+  EXPECT_EQ(ev[0].second["reason"], "buffer_cap");
+  EXPECT_EQ(ev[0].second["first_seq"], 3);
+  EXPECT_EQ(ev[0].second["last_seq"], 7);
+  EXPECT_EQ(ev[0].second["count"], 5);
+  EXPECT_EQ(ev[0].second["gateway"], "gw-test");
+}
+
+TEST(Buffer, ALongOutageAtTheCapIsOneDeclarationAndItIsNeverDropped) {
+  TempDir d;
+  auto b = open_buffer(d.path() + "/b.db", 10 * kRow100, Overflow::kDropOldest);
+  std::uint64_t dropped = 0;
+  for (int i = 0; i < 200; ++i) dropped += append_n(*b, 1).dropped_oldest;
+  EXPECT_GT(dropped, 180u);
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(100, out).is_ok());
+  const auto ev = events_in(out);
+  ASSERT_EQ(ev.size(), 1u) << "one event, extended in place while unclaimed";
+  EXPECT_EQ(ev[0].second["count"], dropped);
+  EXPECT_EQ(ev[0].second["first_seq"], 1);
+  // Every seq below the newest is buffered or inside the declared range.
+  std::set<std::uint64_t> have;
+  for (const auto& x : out) have.insert(x.seq);
+  const std::uint64_t last = ev[0].second["last_seq"];
+  std::uint64_t missing = 0;
+  for (std::uint64_t seq = 1; seq <= out.back().seq; ++seq) {
+    if (have.contains(seq)) continue;
+    ++missing;
+    EXPECT_LE(seq, last) << "seq " << seq << " missing and not declared";
+  }
+  EXPECT_EQ(missing, dropped);
+  // Once the event went out, later drops start a new one.
+  std::vector<std::uint64_t> sent;
+  for (const auto& x : out) sent.push_back(x.seq);
+  ASSERT_TRUE(b->ack(sent).is_ok());
+  dropped = 0;
+  for (int i = 0; i < 20; ++i) dropped += append_n(*b, 1).dropped_oldest;
+  EXPECT_GT(dropped, 5u);
+  std::vector<StoredRecord> more;
+  ASSERT_TRUE(b->claim(100, more).is_ok());
+  const auto ev2 = events_in(more);
+  ASSERT_EQ(ev2.size(), 1u);
+  EXPECT_EQ(ev2[0].second["count"], dropped);
+  EXPECT_GT(ev2[0].second["first_seq"].get<std::uint64_t>(), last);
+}
+
+TEST(Buffer, ParkedRowsAreNeverClaimedSurviveReopenAndUnparkWhileOpen) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  {
+    auto b = open_buffer(path);
+    append_n(*b, 5);
+    EXPECT_EQ(claim_seqs(*b, 5), (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+    EXPECT_FALSE(b->park(9, "X", "not in flight").is_ok());
+    ASSERT_TRUE(b->park(2, "MSG_SIZE_TOO_LARGE", "dead_letter row refused for itself").is_ok());
+    ASSERT_TRUE(b->park(3, "MSG_SIZE_TOO_LARGE", "dead_letter row refused for itself").is_ok());
+    EXPECT_EQ(b->parked_now(), 2u);
+    b->release(std::vector<std::uint64_t>{1, 4, 5});
+    // The parks are declared in one event row (seq 6).
+    std::vector<StoredRecord> out;
+    ASSERT_TRUE(b->claim(10, out).is_ok());
+    std::vector<std::uint64_t> seqs;
+    for (const auto& x : out) seqs.push_back(x.seq);
+    EXPECT_EQ(seqs, (std::vector<std::uint64_t>{1, 4, 5, 6}));
+    const auto ev = events_in(out);
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].second["event"], "parked");
+    EXPECT_EQ(ev[0].second["reason"], "MSG_SIZE_TOO_LARGE");
+    EXPECT_EQ(ev[0].second["first_seq"], 2);
+    EXPECT_EQ(ev[0].second["last_seq"], 3);
+    EXPECT_EQ(ev[0].second["count"], 2);
+    ASSERT_TRUE(b->ack(std::vector<std::uint64_t>{1, 4, 5, 6}).is_ok());
+    EXPECT_EQ(b->stats().rows, 2u);  // the parked rows stay, counted
+    EXPECT_EQ(b->stats().parked, 2u);
+  }
+  auto st = SqliteBuffer::inspect(path);
+  ASSERT_TRUE(st.is_ok());
+  EXPECT_EQ(st->parked, 2u);
+  auto rows = SqliteBuffer::parked_rows(path, 10);
+  ASSERT_TRUE(rows.is_ok());
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].seq, 2u);
+  EXPECT_EQ((*rows)[0].reason, "dead_letter row refused for itself");
+  auto b = open_buffer(path);
+  EXPECT_EQ(b->parked_now(), 2u);
+  EXPECT_TRUE(claim_seqs(*b, 10).empty()) << "parked rows are not claimed after a restart either";
+  // Unparked from another process while this one holds the buffer.
+  auto n = SqliteBuffer::unpark_file(path, std::vector<std::uint64_t>{3});
+  ASSERT_TRUE(n.is_ok()) << n.status().message();
+  EXPECT_EQ(*n, 1u);
+  std::vector<std::uint64_t> got;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (got.empty() && std::chrono::steady_clock::now() < deadline) {
+    got = claim_seqs(*b, 10);
+    if (got.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{3}));
+  EXPECT_EQ(b->parked_now(), 1u);
+  auto all = b->unpark({});
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_EQ(*all, 1u);
+  EXPECT_EQ(claim_seqs(*b, 10), (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ(b->stats().parked, 0u);
+}
+
+TEST(Buffer, AFileWithoutTheParkedTableReadsAsNoneParked) {
+  TempDir d;
+  const std::string path = d.path() + "/b.db";
+  {
+    auto b = open_buffer(path);
+    append_n(*b, 2);
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE parked;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto st = SqliteBuffer::inspect(path);
+  ASSERT_TRUE(st.is_ok());
+  EXPECT_EQ(st->parked, 0u);
+  auto n = SqliteBuffer::unpark_file(path, {});
+  ASSERT_TRUE(n.is_ok());
+  EXPECT_EQ(*n, 0u);
+  auto b = open_buffer(path);
+  EXPECT_EQ(claim_seqs(*b, 10), (std::vector<std::uint64_t>{1, 2}));
 }
 
 TEST(Buffer, CapWithDropNewestRefusesIncomingWithoutConsumingSeqs) {
@@ -267,7 +413,15 @@ TEST(Buffer, GarbageFileIsMovedAsideAndAFreshBufferStarts) {
   EXPECT_NE(q.reason.find("not a database"), std::string::npos) << q.reason;
   EXPECT_EQ(q.salvaged, 0u);
   EXPECT_EQ(read_all(q.moved_to), std::string(8192, 'x'));  // kept as it was
-  EXPECT_EQ(append_n(*b, 3).first_seq, 1u);
+  // Declared, though nothing is known of its seqs.
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(10, out).is_ok());
+  const auto ev = events_in(out);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].second["event"], "quarantined");
+  EXPECT_EQ(ev[0].second["moved_to"], q.moved_to);
+  EXPECT_EQ(ev[0].second["salvaged"], 0);
+  EXPECT_EQ(append_n(*b, 3).first_seq, 2u);
 }
 
 // Writes `rows` rows and acks the first `acked`; returns the file size.
@@ -301,17 +455,25 @@ TEST(Buffer, ScribbledPagesAreQuarantinedAndReadableRowsSalvagedWithTheirSeqs) {
   EXPECT_GT(q.salvaged, 2000u);
   EXPECT_LT(q.salvaged, 2900u);
   const BufferStats st = b->stats();
-  EXPECT_EQ(st.rows, q.salvaged);
-  EXPECT_EQ(st.next_seq, 3001u);  // never reuses a seq
+  EXPECT_EQ(st.rows, q.salvaged + 1);  // and the event that declares the quarantine
+  EXPECT_EQ(st.next_seq, 3002u);  // never reuses a seq; 3001 is the declaration
   std::vector<StoredRecord> out;
   ASSERT_TRUE(b->claim(5000, out).is_ok());
-  ASSERT_EQ(out.size(), q.salvaged);
+  ASSERT_EQ(out.size(), q.salvaged + 1);
   EXPECT_EQ(out.front().seq, 101u);
+  const auto ev = events_in(out);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].first, 3001u);
+  EXPECT_EQ(ev[0].second["event"], "quarantined");
+  EXPECT_EQ(ev[0].second["first_seq"], 1);
+  EXPECT_EQ(ev[0].second["last_seq"], 3000);
+  EXPECT_EQ(ev[0].second["salvaged"], q.salvaged);
   for (const auto& r : out) {
+    if (r.rec.stream == Stream::kEvent) continue;
     EXPECT_EQ(r.rec.value, std::string(300, 'v')) << r.seq;
     EXPECT_EQ(r.rec.key, "T-001");
   }
-  EXPECT_EQ(append_n(*b, 1).first_seq, 3001u);
+  EXPECT_EQ(append_n(*b, 1).first_seq, 3002u);
 }
 
 TEST(Buffer, TruncatedFileIsQuarantinedAndWhatIsLeftSalvaged) {
@@ -325,7 +487,7 @@ TEST(Buffer, TruncatedFileIsQuarantinedAndWhatIsLeftSalvaged) {
   ASSERT_FALSE(q.moved_to.empty());
   EXPECT_GT(q.salvaged, 0u);
   EXPECT_LT(q.salvaged, 3000u);
-  EXPECT_EQ(b->stats().next_seq, 3001u);
+  EXPECT_EQ(b->stats().next_seq, 3002u);  // 3001 declares the quarantine
 }
 
 TEST(Buffer, AnotherFormatVersionIsMovedAsideNotOverwritten) {
@@ -379,7 +541,17 @@ TEST(Buffer, FullDiskWithDropOldestDropsOldRowsAndKeepsTakingNewOnes) {
   EXPECT_GT(dropped, 0u);
   EXPECT_EQ(full, dropped);
   const BufferStats st = b->stats();
-  EXPECT_EQ(st.rows, appended - dropped);  // every row is buffered or counted
+  std::vector<StoredRecord> out;
+  ASSERT_TRUE(b->claim(100000, out).is_ok());
+  const auto ev = events_in(out);
+  ASSERT_FALSE(ev.empty());
+  std::uint64_t declared = 0;
+  for (const auto& [seq, e] : ev) {
+    EXPECT_EQ(e["reason"], "disk_full") << e.dump();
+    declared += e["count"].get<std::uint64_t>();
+  }
+  EXPECT_EQ(declared, dropped);
+  EXPECT_EQ(st.rows, appended - dropped + ev.size());  // every row is buffered or counted (and declared)
   EXPECT_EQ(st.dropped_disk_full_total, dropped);
   EXPECT_EQ(st.oldest_seq, dropped + 1);  // the oldest went
 }
