@@ -2,10 +2,16 @@
 // (one node): a batch larger than the topic's max.message.bytes is sent
 // again record by record, so every reading still lands once; a reading that
 // is too large on its own goes to the dead-letter topic with the broker's
-// reason, its value cut, and holds nothing back. Counted by vane-seq.
+// reason, its value cut, and holds nothing back; a dead letter the
+// dead-letter topic refuses too is parked in the buffer, declared on the
+// event topic, and sent once an operator fixed the topic and unparked it.
+// Counted by vane-seq.
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 
 #include "agent_test_util.h"
+#include "http_agent.h"
 
 namespace vane::test {
 namespace {
@@ -86,6 +92,76 @@ TEST_F(KafkaRefusals, AReadingTooLargeOnItsOwnGoesToTheDeadLetterTopicWithTheBro
   std::printf("dead letters: %zu, e.g. vane-error: %s\n", dlq.size(), dlq.front().headers.at("vane-error").c_str());
   vane->send_signal(SIGTERM);
   EXPECT_EQ(vane->wait_exit(deadline_in(20s)), 0) << vane->captured_stderr();
+}
+
+// Both topics take at most 300 bytes: a reading is refused alone, and so is
+// its dead letter (its value cut to 1 KiB plus vane-error). Each is parked:
+// kept in the buffer and counted, declared on vane.events, no stall on
+// /health; `vane buffer unpark` after the fix sends every one, once.
+TEST_F(KafkaRefusals, ADeadLetterRefusedTooIsParkedDeclaredAndSentAfterUnpark) {
+  kafka_ = start_kafka({{"telemetry", 3, {{"max.message.bytes", "300"}}},
+                        {"telemetry.dlq", 1, {{"max.message.bytes", "300"}}},
+                        {"vane.events", 1, {}}});
+  ASSERT_TRUE(kafka_);
+  constexpr std::size_t kN = 50;
+  std::string cfg = sim_config(buffer_, kafka_->bootstrap(), R"("devices": 2, "rate": 100, "limit": 50)");
+  const std::string off = "\"http\": { \"listen\": \"\" }";
+  cfg.replace(cfg.find(off), off.size(), "\"http\": { \"listen\": \"127.0.0.1:0\", \"stall_after_ms\": 2000 }");
+  write_file(config_, cfg);
+  HttpAgent vane(config_, dir_.path() + "/vane.stderr");
+  ASSERT_GT(vane.port(), 0) << vane.proc().captured_stderr();
+  auto health = [&] {
+    const std::string body = vane.get("/health");
+    return body.empty() ? nlohmann::json::object() : nlohmann::json::parse(body, nullptr, false);
+  };
+  ASSERT_TRUE(wait_until([&] { return health()["buffer"]["parked"] == kN; }, 90s))
+      << health().dump() << "\n" << vane.proc().captured_stderr();
+  EXPECT_NE(vane.get("/metrics").find("vane_buffer_parked_rows " + std::to_string(kN) + "\n"), std::string::npos);
+  EXPECT_EQ(buffer_stat(buffer_, "parked:"), static_cast<long>(kN));
+  // Parked rows wait for an operator: no stall, no watchdog restart.
+  EXPECT_FALSE(wait_until([&] { return vane.status("/health") != 200; }, 4s)) << health().dump();
+  EXPECT_NE(vane.proc().captured_stderr().find("vane buffer unpark"), std::string::npos) << vane.proc().captured_stderr();
+
+  // Declared: the event topic names every parked seq.
+  KafkaReader reader(kafka_->bootstrap());
+  std::set<std::uint64_t> parked, event_seqs;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const auto& m : reader.read_until({"vane.events"}, 1000, deadline_in(1s))) {
+          if (!event_seqs.insert(seq_of(m)).second) continue;
+          const auto ev = nlohmann::json::parse(m.value);
+          EXPECT_EQ(m.key, "gw-test");
+          if (ev["event"] != "parked") continue;
+          EXPECT_EQ(ev["reason"], "MSG_SIZE_TOO_LARGE") << m.value;
+          for (std::uint64_t s = ev["first_seq"]; s <= ev["last_seq"].get<std::uint64_t>(); ++s) parked.insert(s);
+        }
+        return parked.size() >= kN;
+      },
+      30s))
+      << parked.size() << " parked seqs declared";
+  EXPECT_EQ(reader.read_until({"telemetry", "telemetry.dlq"}, 1, deadline_in(1s)).size(), 0u);
+
+  // The fix, then unpark while vane runs.
+  kafka_->set_topic_configs("telemetry.dlq", {{"max.message.bytes", "1048576"}});
+  ChildProcess unpark({vane_bin(), "buffer", "unpark", buffer_}, dir_.path() + "/unpark.err");
+  std::string said;
+  while (auto line = unpark.read_line(deadline_in(20s))) said += *line + "\n";
+  EXPECT_EQ(unpark.wait_exit(deadline_in(20s)), 0) << unpark.captured_stderr();
+  EXPECT_NE(said.find(std::to_string(kN) + " parked rows returned"), std::string::npos) << said;
+  const auto dlq = reader.read_until({"telemetry.dlq"}, kN, deadline_in(60s));
+  ASSERT_EQ(dlq.size(), kN) << vane.proc().captured_stderr();
+  std::set<std::uint64_t> all = event_seqs;
+  for (const auto& m : dlq) {
+    EXPECT_TRUE(parked.contains(seq_of(m))) << seq_of(m);
+    EXPECT_TRUE(all.insert(seq_of(m)).second) << "seq " << seq_of(m) << " twice";
+    EXPECT_NE(m.headers.at("vane-error").find("MSG_SIZE_TOO_LARGE"), std::string::npos);
+  }
+  // One seq space: readings and declarations, 1..max, none missing.
+  EXPECT_EQ(*all.begin(), 1u);
+  EXPECT_EQ(*all.rbegin(), all.size());
+  EXPECT_TRUE(wait_until([&] { return health()["buffer"]["parked"] == 0 && buffer_rows(buffer_) == 0; }, 30s))
+      << health().dump();
+  EXPECT_EQ(vane.stop(), 0) << vane.proc().captured_stderr();
 }
 
 }  // namespace

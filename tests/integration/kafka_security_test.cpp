@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "integration/agent_test_util.h"
+#include "integration/http_agent.h"
 #include "support/kafka_cluster.h"
 
 namespace vane::test {
@@ -22,43 +23,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kPassword = "gw-test-secret";
 
-// A running vane with its HTTP endpoint on a port it picked itself.
-class SecureAgent {
- public:
-  SecureAgent(const std::string& config, const std::string& log) : proc_({vane_bin(), "run", "-c", config}, log) {
-    const std::regex re(R"(http: .* on 127\.0\.0\.1:([0-9]+))");
-    wait_until(
-        [&] {
-          std::smatch m;
-          const std::string err = proc_.captured_stderr();
-          if (std::regex_search(err, m, re)) port_ = std::stoi(m[1]);
-          return port_ > 0 || !proc_.running();
-        },
-        20s);
-  }
-  ChildProcess& proc() { return proc_; }
-  std::string get(const std::string& path) {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_connection_timeout(2);
-    c.set_read_timeout(5);
-    auto r = c.Get(path);
-    return r ? r->body : "";
-  }
-  // Everything a user can read from the outside: the log and every page.
-  std::string all_output() {
-    return proc_.captured_stderr() + get("/metrics") + get("/health") + get("/") + get("/api/v1/stats") +
-           get("/api/v1/latest");
-  }
-  int stop() {
-    proc_.send_signal(SIGTERM);
-    auto rc = proc_.wait_exit(deadline_in(30s));
-    return rc ? *rc : -1;
-  }
-
- private:
-  ChildProcess proc_;
-  int port_ = 0;
-};
+using SecureAgent = HttpAgent;
 
 class KafkaSecurity : public ::testing::Test {
  protected:
