@@ -9,9 +9,13 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <regex>
 
 #include "agent_test_util.h"
 #include "http_agent.h"
+#ifdef VANE_TEST_MQTT
+#include "mosquitto.h"
+#endif
 
 namespace vane::test {
 namespace {
@@ -163,6 +167,73 @@ TEST_F(KafkaRefusals, ADeadLetterRefusedTooIsParkedDeclaredAndSentAfterUnpark) {
       << health().dump();
   EXPECT_EQ(vane.stop(), 0) << vane.proc().captured_stderr();
 }
+
+#ifdef VANE_TEST_MQTT
+// Readings of every size from MQTT devices: 600 small ones (about 100 bytes)
+// and, among them, 6 of 6 KB, into a topic that takes at most 3000 bytes
+// per batch. The batches holding a large one are refused whole, sent again
+// record by record: every small reading lands on the telemetry topic, each
+// large one on the dead-letter topic with the broker's reason and its size,
+// none lost, none twice, and none waits behind a refused one.
+TEST_F(KafkaRefusals, AnOversizedReadingAmongSmallOnesIsDeadLetteredAndHoldsNothingBack) {
+  kafka_ = start_kafka({{"telemetry", 3, {{"max.message.bytes", "3000"}}}, {"telemetry.dlq", 1, {}}});
+  ASSERT_TRUE(kafka_);
+  Mosquitto broker(dir_, free_port());
+  ASSERT_TRUE(broker.ready());
+  write_file(config_, "{\n \"gateway\": { \"id\": \"gw-test\" },\n \"buffer\": { \"path\": \"" + buffer_ +
+                          "\" },\n \"kafka\": { \"brokers\": \"" + kafka_->bootstrap() +
+                          "\", \"shutdown_timeout_ms\": 3000 },\n \"http\": { \"listen\": \"\" },\n"
+                          " \"sources\": [ { \"name\": \"env\", \"type\": \"mqtt\", \"url\": \"" + broker.url() +
+                          "\", \"client_id\": \"vane-refusals\", \"topics\": [\"sensors/+/telemetry\"], \"qos\": 1,"
+                          " \"device_id\": \"{topic[1]}\" } ]\n}\n");
+  ChildProcess vane({vane_bin(), "run", "-c", config_}, dir_.path() + "/vane.stderr");
+  ASSERT_TRUE(wait_until([&] { return vane.captured_stderr().find("connected to") != std::string::npos; }, 30s))
+      << vane.captured_stderr();
+  constexpr int kSmall = 600, kLarge = 6;
+  ChildProcess pub({"mosquitto_pub", "-L", broker.url().replace(0, 6, "mqtt://") + "/sensors/s1/telemetry", "-q", "1",
+                    "-l"},
+                   dir_.path() + "/pub.stderr");
+  std::set<int> large;
+  for (int i = 0; i < kSmall + kLarge; ++i) {
+    const bool big = i % ((kSmall + kLarge) / kLarge) == 50;
+    if (big) large.insert(i);
+    ASSERT_TRUE(pub.write_line("{\"n\": " + std::to_string(i) + ", \"pad\": \"" + std::string(big ? 6000 : 40, 'p') +
+                               "\"}"));
+  }
+  ASSERT_EQ(large.size(), static_cast<std::size_t>(kLarge));
+  pub.close_stdin();
+  EXPECT_EQ(pub.wait_exit(deadline_in(30s)), 0) << pub.captured_stderr();
+  const auto published = std::chrono::steady_clock::now();
+
+  KafkaReader reader(kafka_->bootstrap());
+  const auto msgs = reader.read_until({"telemetry", "telemetry.dlq"}, kSmall + kLarge, deadline_in(60s));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - published).count();
+  ASSERT_EQ(msgs.size(), static_cast<std::size_t>(kSmall + kLarge)) << vane.captured_stderr();
+  expect_each_once(msgs, kSmall + kLarge);
+  std::size_t dead = 0;
+  for (const auto& m : msgs) {
+    // A dead letter's value is cut: read "n" from its first bytes.
+    std::smatch at;
+    const int n = std::regex_search(m.value, at, std::regex(R"("n":\s*([0-9]+))")) ? std::stoi(at[1]) : -1;
+    if (m.topic == "telemetry.dlq") {
+      ++dead;
+      EXPECT_TRUE(large.contains(n)) << "a reading that fits was dead-lettered: " << m.value.substr(0, 80);
+      const std::string& err = m.headers.at("vane-error");
+      EXPECT_NE(err.find("MSG_SIZE_TOO_LARGE"), std::string::npos) << err;
+      EXPECT_NE(err.find("bytes, the first 1024 kept"), std::string::npos) << err;
+    } else {
+      EXPECT_FALSE(large.contains(n)) << "reading " << n << " is larger than the topic takes";
+    }
+  }
+  EXPECT_EQ(dead, static_cast<std::size_t>(kLarge));
+  // Each refusal costs one retry alone, not a back-off per row.
+  EXPECT_LT(took, 30.0) << "the small readings waited behind the large ones";
+  std::printf("%d small and %d large readings: all landed %.1f s after the last was published\n", kSmall, kLarge, took);
+  EXPECT_TRUE(wait_until([&] { return buffer_rows(buffer_) == 0; }, 30s));
+  vane.send_signal(SIGTERM);
+  EXPECT_EQ(vane.wait_exit(deadline_in(20s)), 0) << vane.captured_stderr();
+}
+#endif
 
 }  // namespace
 }  // namespace vane::test

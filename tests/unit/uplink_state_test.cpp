@@ -437,6 +437,7 @@ class FakeUplink final : public Uplink {
   enum class Mode { kAccept, kRefuse, kSilent };
   std::atomic<Mode> mode{Mode::kRefuse};
   std::atomic<int> client_says{0};  // an rd_kafka_resp_err_t drain_causes reports each round; 0: nothing
+  std::atomic<int> refuse_with{RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS};  // the code of a kRefuse delivery report
   // Dead letters: refused by an ACL, as a delivery report (or, with
   // deny_at_send, by send() itself, as librdkafka does once it knows).
   std::atomic<bool> deny_dead_letters{false};
@@ -469,7 +470,8 @@ class FakeUplink final : public Uplink {
       if (denied_.erase(seq))
         d.cause = kafka_cause(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, "telemetry.dlq: Broker: Topic authorization failed");
       else if (!d.ok)
-        d.cause = kafka_cause(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, "telemetry: Broker: Not enough in-sync replicas");
+        d.cause = kafka_cause(refuse_with.load(),
+                              "telemetry: " + std::string(rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(refuse_with.load()))));
       out.push_back(std::move(d));
     }
     pending_.clear();
@@ -564,6 +566,48 @@ TEST(ForwarderUplinkState, RefusedDeliveriesKeepEveryRowAndNameTheReasonUntilOne
   EXPECT_EQ(after["state"], "up");
   EXPECT_TRUE(after["reason"].is_null());
   EXPECT_TRUE(after["detail"].is_null());
+}
+
+// A broker error vane has no rule for (here POLICY_VIOLATION in a delivery
+// report): transient, so every row stays buffered and is retried with a
+// back-off; named on /health, no stall; logged once for the episode (the
+// tracker, UplinkTracker tests) and counted by its code on /metrics.
+TEST(ForwarderUplinkState, AnErrorCodeVaneHasNeverSeenIsRetriedNamedAndCountedByCode) {
+  ForwarderFixture f(300, FakeUplink::Mode::kRefuse, 0,
+                     [](FakeUplink& u) { u.refuse_with = RD_KAFKA_RESP_ERR_POLICY_VIOLATION; });
+  ASSERT_TRUE(f.forwarder->start());
+  ASSERT_TRUE(test::wait_until([&] { return f.metrics.delivery_errors.load() >= 600; }, 20s))
+      << "retried: " << f.metrics.delivery_errors.load();
+  EXPECT_EQ(f.metrics.uplink.state(), S::kRefused);
+  EXPECT_EQ(f.metrics.uplink.reason(), R::kBrokerError);
+  EXPECT_EQ(f.buffer.rows_now(), 300u) << "nothing is dropped for an unknown code";
+  EXPECT_EQ(f.metrics.rerouted.load(), 0u) << "nor dead-lettered";
+  const auto by_code = f.metrics.delivery_errors_by_code();
+  ASSERT_EQ(by_code.size(), 1u);
+  EXPECT_EQ(by_code.begin()->first, "POLICY_VIOLATION");
+  EXPECT_EQ(by_code.begin()->second, f.metrics.delivery_errors.load());
+  const std::string scrape = render_metrics(f.report);
+  EXPECT_NE(scrape.find("vane_kafka_delivery_errors_total{code=\"POLICY_VIOLATION\"} "), std::string::npos) << scrape;
+  const auto [code, body] = render_health(f.report);
+  EXPECT_EQ(code, 200) << body;
+  EXPECT_EQ(nlohmann::json::parse(body)["uplink"]["code"], "POLICY_VIOLATION");
+  f.uplink->mode = FakeUplink::Mode::kAccept;
+  ASSERT_TRUE(test::wait_until([&] { return f.buffer.rows_now() == 0; }, 40s)) << f.buffer.rows_now() << " rows left";
+  EXPECT_EQ(f.buffer.acked(), 300u);
+  f.forwarder->stop();
+}
+
+TEST(UplinkTracker, AnUnknownBrokerCodeIsOneEpisodeLoggedWithItsCode) {
+  Log log;
+  UplinkTracker t(log.sink());
+  const Clock::time_point t0 = Clock::now();
+  t.delivered(t0);
+  UplinkCause c = cause(RD_KAFKA_RESP_ERR_POLICY_VIOLATION, "telemetry: Broker: Policy violation");
+  for (int i = 0; i < 50; ++i) t.refused(c, t0 + 10s + std::chrono::milliseconds(100 * i));
+  ASSERT_EQ(log.lines.size(), 1u);
+  EXPECT_NE(log.lines[0].second.find("POLICY_VIOLATION"), std::string::npos) << log.lines[0].second;
+  EXPECT_EQ(t.reason(), R::kBrokerError);
+  EXPECT_EQ(t.refusals(R::kBrokerError), 50u);
 }
 
 // An ACL denies the dead-letter topic: telemetry keeps flowing, the dead
