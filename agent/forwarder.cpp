@@ -455,6 +455,28 @@ void Forwarder::run_transactional() {
     for (const auto& r : batch) seqs.push_back(r.seq);
     buffer_.release(seqs);
   };
+  // Rows the brokers refused for themselves in this transaction (too large,
+  // invalid): the delivery reports say which. Each goes again in a
+  // transaction of its own; refused alone, it is dead-lettered (or parked)
+  // like without exactly_once. Found before the batch is released.
+  std::vector<std::pair<std::uint64_t, UplinkCause>> refused_rows;
+  auto note_refused = [&](const std::vector<Delivery>& ds) {
+    for (const Delivery& d : ds)
+      if (!d.ok && refuses_record(d.cause)) refused_rows.emplace_back(d.seq, d.cause);
+  };
+  auto settle_refused = [&]() -> bool {
+    if (refused_rows.empty()) return false;
+    for (auto& [seq, why] : refused_rows) {
+      count_refusal(why);
+      const auto row = std::find_if(batch.begin(), batch.end(), [&](const StoredRecord& r) { return r.seq == seq; });
+      if (row == batch.end()) continue;
+      if (alone_.erase(seq)) refused_for_good(seq, row->rec.stream, row->rec.value.size(), why);
+      else alone_.insert(seq);
+    }
+    refused_rows.clear();
+    retry_.clear();  // released with the rest of the batch
+    return true;
+  };
   while (!stopping()) {
     // Between transactions: serve the client's callbacks (errors), which
     // only polling and commits do.
@@ -526,6 +548,20 @@ void Forwarder::run_transactional() {
       pending_ = false;
       continue;
     }
+    if (!alone_.empty()) {
+      // A row refused within a transaction goes in one of its own.
+      const auto one = std::find_if(batch.begin(), batch.end(), [&](const StoredRecord& r) { return alone_.contains(r.seq); });
+      if (one != batch.end()) {
+        seqs.clear();
+        for (const auto& r : batch)
+          if (r.seq != one->seq) seqs.push_back(r.seq);
+        buffer_.release(seqs);
+        StoredRecord keep = std::move(*one);
+        batch.clear();
+        batch.push_back(std::move(keep));
+      }
+    }
+    publish_parked();
     if (Status s = uplink_->begin(); !s) {
       observe();
       release();
@@ -539,12 +575,14 @@ void Forwarder::run_transactional() {
       UplinkCause why;
       while ((res = uplink_->send(r, &why)) == Uplink::SendResult::kRetry && !stopping()) {
         uplink_->poll(50, deliveries);
+        note_refused(deliveries);
         observe(&deliveries);  // the commit, not a delivery report, says what is in Kafka
       }
       if (res != Uplink::SendResult::kOk) {
         if (res == Uplink::SendResult::kError) {
           metrics_.uplink.refused(why);
           error = why.detail;
+          if (refuses_record(why)) refused_rows.emplace_back(r.seq, why);
         }
         sent = false;
         break;
@@ -563,6 +601,7 @@ void Forwarder::run_transactional() {
       }
       observe();
     }
+    note_refused(deliveries);
     deliveries.clear();
     if (tx == Uplink::TxResult::kCommitted) {
       checkpoint = std::max(checkpoint, high);
@@ -576,7 +615,12 @@ void Forwarder::run_transactional() {
       continue;
     }
     if (tx != Uplink::TxResult::kFatal) uplink_->abort(5000);
+    uplink_->poll(0, deliveries);  // the reports of the failed transaction's records
+    note_refused(deliveries);
+    observe(&deliveries);
+    const bool refused_for_themselves = settle_refused();
     release();
+    if (refused_for_themselves) continue;  // the rows, not the link: no back-off
     fail("transaction not committed", error);
   }
   flush_acks();

@@ -335,6 +335,7 @@ class KafkaUplink final : public Uplink {
   }
 
   void poll(int timeout_ms, std::vector<Delivery>& out) override {
+    take_stray(out);
     out_ = &out;
     if (alone_) rd_kafka_poll(alone_.get(), 0);
     rd_kafka_poll(rk_.get(), timeout_ms);
@@ -342,6 +343,7 @@ class KafkaUplink final : public Uplink {
   }
 
   void flush(int timeout_ms, std::vector<Delivery>& out) override {
+    take_stray(out);
     out_ = &out;
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     rd_kafka_flush(rk_.get(), timeout_ms);
@@ -401,9 +403,12 @@ class KafkaUplink final : public Uplink {
       // dead-letter topic only.
       const char* topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
       d.cause = kafka_cause(m->err, std::string(topic) + ": " + rd_kafka_err2str(m->err));
-      if (!self->out_) self->note(d.cause);  // inside a commit: its result, not the report, counts for the rows
     }
     if (self->out_) self->out_->push_back(std::move(d));
+    // Inside a commit: its result, not the report, counts for the rows; a
+    // failure is handed out with the next poll all the same, since it says
+    // which record the brokers refused.
+    else if (!d.ok) self->stray_.push_back(std::move(d));
   }
 
   static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
@@ -562,6 +567,11 @@ class KafkaUplink final : public Uplink {
   std::uint64_t txn_count_ = 0;
   std::string txn_;
   std::vector<Delivery>* out_ = nullptr;  // set only during poll/flush/purge, on the caller's thread
+  std::vector<Delivery> stray_;           // failed reports served inside a commit, for the next poll
+  void take_stray(std::vector<Delivery>& out) {
+    for (Delivery& d : stray_) out.push_back(std::move(d));
+    stray_.clear();
+  }
   std::atomic<bool> fatal_{false};
   LogLimiter limiter_;
   LogLimiter log_limiter_;  // on_log's: its kinds are facilities, not error codes

@@ -376,5 +376,33 @@ TEST(ExactlyOnce, ASecondVaneWithTheSameGatewayIdFencesTheFirst) {
   EXPECT_EQ(static_cast<long long>(from_b.size()), kB - checkpoint_b);
 }
 
+// A topic that takes no reading (max.message.bytes 300) under
+// exactly_once: each refused record goes again in a transaction of its
+// own, then as a dead letter; the transactions with the others commit.
+// read_committed sees every reading once, on the dead-letter topic with the
+// broker's reason, and the buffer empties: no transaction aborted forever.
+TEST(ExactlyOnce, RecordsTheBrokersRefuseAreDeadLetteredNotAbortedForever) {
+  TempDir dir("vane-eos-refused-");
+  auto topics = eos_topics();
+  topics[0].configs["max.message.bytes"] = "300";
+  auto kafka = start_kafka(topics);
+  ASSERT_TRUE(kafka);
+  constexpr std::size_t kN = 60;
+  write_file(dir.file("vane.jsonc"), eos_config(dir.file("b.db"), kafka->bootstrap(), R"("devices": 2, "rate": 30, "limit": 60)"));
+  ChildProcess vane({vane_bin(), "run", "-c", dir.file("vane.jsonc")}, dir.file("vane.stderr"));
+  KafkaReader reader(kafka->bootstrap());
+  const auto dlq = reader.read_until({"telemetry.dlq"}, kN, deadline_in(120s));
+  ASSERT_EQ(dlq.size(), kN) << vane.captured_stderr();
+  const SeqCheck c = check_seqs(dlq);
+  EXPECT_EQ(c.distinct, kN);
+  EXPECT_EQ(c.duplicates, 0u);
+  EXPECT_EQ(c.max, kN);
+  for (const auto& m : dlq)
+    EXPECT_NE(header(m, "vane-error").find("MSG_SIZE_TOO_LARGE"), std::string::npos) << header(m, "vane-error");
+  EXPECT_TRUE(wait_until([&] { return buffer_rows(dir.file("b.db")) == 0; }, 30s));
+  vane.send_signal(SIGTERM);
+  EXPECT_EQ(vane.wait_exit(deadline_in(30s)), 0) << vane.captured_stderr();
+}
+
 }  // namespace
 }  // namespace vane::test
