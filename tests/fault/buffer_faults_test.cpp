@@ -66,7 +66,7 @@ struct SmallFs {
 class BufferFaults : public ::testing::Test {
  protected:
   void SetUp() override {
-    bootstrap_ = kafka_.start(1, {"telemetry:3", "telemetry.dlq:1"}, dir_.file("kafka-mock.stderr"));
+    bootstrap_ = kafka_.start(1, {"telemetry:3", "telemetry.dlq:1", "vane.events:1"}, dir_.file("kafka-mock.stderr"));
     ASSERT_FALSE(bootstrap_.empty()) << kafka_.last_error();
     config_ = dir_.file("vane.jsonc");
   }
@@ -97,7 +97,7 @@ class BufferFaults : public ::testing::Test {
 // salvaged rows and every new reading land, under seqs never used before.
 TEST_F(BufferFaults, CorruptBufferFileIsQuarantinedAndVaneKeepsWorking) {
   const std::string buffer = dir_.file("buffer.db");
-  SeqCounter landed(bootstrap_, {"telemetry", "telemetry.dlq"});
+  SeqCounter landed(bootstrap_, {"telemetry", "telemetry.dlq", "vane.events"});
   long limit = 0;
   for (const char* damage : {"truncate", "scribble"}) {
     // Fill the buffer with the broker down, stop cleanly: rows stay buffered.
@@ -125,8 +125,10 @@ TEST_F(BufferFaults, CorruptBufferFileIsQuarantinedAndVaneKeepsWorking) {
         f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
       }
     }
-    // The next run: starts, quarantines, salvages, forwards, takes new readings.
-    limit += 1000;
+    // The next run: starts, quarantines (declared on vane.events under the
+    // next seq), salvages, forwards, takes new readings.
+    const long declaration = limit + 1;
+    limit += 1 + 1000;
     const std::string log = run_to_empty(buffer, 1000, limit, std::string("after-") + damage + ".stderr");
     EXPECT_NE(log.find("was unusable"), std::string::npos) << tail(log);
     const long salvaged = figure_after(log, "a fresh buffer starts with the ");
@@ -139,6 +141,7 @@ TEST_F(BufferFaults, CorruptBufferFileIsQuarantinedAndVaneKeepsWorking) {
     ASSERT_TRUE(landed.catch_up(SteadyClock::now() + 30s));
     // The new readings continue the old sequence and all landed.
     for (long s = limit - 999; s <= limit; ++s) EXPECT_EQ(landed.count(static_cast<std::uint64_t>(s)), 1u) << s;
+    EXPECT_EQ(landed.count(static_cast<std::uint64_t>(declaration)), 1u) << "the quarantine was not declared";
     std::printf("FIGURE corrupt buffer (%s): 20000 rows buffered, %ld salvaged and delivered, 1000 new readings "
                 "delivered under seqs %ld..%ld\n",
                 damage, salvaged, limit - 999, limit);

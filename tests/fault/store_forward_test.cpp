@@ -34,6 +34,10 @@
 #include <random>
 #include <stdexcept>
 
+#include <set>
+
+#include <nlohmann/json.hpp>
+
 #include "fault/seq_counter.h"
 #include "integration/agent_test_util.h"
 #include "support/kafka_cluster.h"
@@ -97,6 +101,7 @@ class StoreForward : public ::testing::Test {
       kafka_ = std::make_unique<KafkaCluster>();
       kafka_->create_topic("telemetry", 3, 1);
       kafka_->create_topic("telemetry.dlq", 1, 1);
+      kafka_->create_topic("vane.events", 1, 1);
     } catch (const std::exception& e) {
       FAIL() << e.what();
     }
@@ -396,6 +401,11 @@ class StoreForwardCap : public StoreForward {
     long accepted = 0;     // next seq - 1 after the stop
     std::vector<std::uint64_t> missing;
     std::size_t distinct = 0, duplicates = 0;
+    // The declarations on vane.events: seqs of the event rows, and every
+    // seq a "dropped" event names as dropped (within its range, not landed).
+    std::set<std::uint64_t> event_seqs;
+    std::uint64_t declared_count = 0;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> declared_ranges;
     double outage_s = 0, drain_s = 0;  // kill to serving again; serving again to an empty buffer
   };
 
@@ -416,7 +426,7 @@ class StoreForwardCap : public StoreForward {
                            ", \"max_in_flight\": " + std::to_string(kWindow), "vane.stderr",
                            "{ \"name\": \"warm\", \"type\": \"simulator\", \"model\": \"turbine\", \"schema\": "
                            "\"turbine\", \"devices\": 4, \"rate\": 500, \"limit\": " + std::to_string(kWarm) + " }");
-    SeqCounter landed(bootstrap_, {"telemetry", "telemetry.dlq"});
+    SeqCounter landed(bootstrap_, {"telemetry", "telemetry.dlq", "vane.events"});
     ASSERT_TRUE(landed.poll_until([&] { return landed.distinct() >= static_cast<std::size_t>(kWarm); }, 60s))
         << "the warm-up readings did not land\n" << tail(vane->captured_stderr());
     ASSERT_EQ(::unlink(hang.c_str()), 0);
@@ -458,6 +468,20 @@ class StoreForwardCap : public StoreForward {
     ASSERT_TRUE(landed.catch_up(SteadyClock::now() + 30s));
     out.missing = landed.missing(static_cast<std::uint64_t>(out.accepted));
     out.distinct = landed.distinct();
+    {
+      KafkaReader events(bootstrap_);
+      for (const auto& m : events.read_until({"vane.events"}, ~std::size_t{0}, deadline_in(3s))) {
+        if (!out.event_seqs.insert(seq_of(m)).second) continue;
+        const auto ev = nlohmann::json::parse(m.value, nullptr, false);
+        ASSERT_TRUE(ev.is_object()) << m.value;
+        EXPECT_EQ(ev["gateway"], "gw-test");
+        EXPECT_EQ(m.key, "gw-test");
+        if (ev["event"] != "dropped") continue;
+        EXPECT_EQ(ev["reason"], "buffer_cap") << m.value;
+        out.declared_count += ev["count"].get<std::uint64_t>();
+        out.declared_ranges.emplace_back(ev["first_seq"].get<std::uint64_t>(), ev["last_seq"].get<std::uint64_t>());
+      }
+    }
     out.duplicates = landed.duplicates();
     EXPECT_EQ(landed.landed_above(static_cast<std::uint64_t>(out.accepted)), 0u);
     EXPECT_EQ(landed.no_seq(), 0u);
@@ -466,7 +490,8 @@ class StoreForwardCap : public StoreForward {
     EXPECT_EQ(out.duplicates, 0u) << landed.duplicate_summary();
     // What the consumer misses is exactly what vane counted as dropped.
     EXPECT_GT(out.sum.dropped, 0u) << "the cap never bit";
-    EXPECT_EQ(static_cast<std::uint64_t>(kWarm + kLimit) - out.distinct, out.sum.dropped) << tail(log);
+    EXPECT_EQ(static_cast<std::uint64_t>(kWarm + kLimit) + out.event_seqs.size() - out.distinct, out.sum.dropped)
+        << tail(log);
   }
 };
 
@@ -477,20 +502,33 @@ TEST_F(StoreForwardCap, DropOldestLosesExactlyTheCountedOldestRows) {
   // rows not yet handed to the producer: below it, only what landed before
   // the outage and the rows in flight at it (at most the window); above it,
   // every newer reading.
-  EXPECT_EQ(o.accepted, kWarm + kLimit);
+  // Every reading got a seq, and so did each declaration of the drops.
+  EXPECT_EQ(o.accepted, static_cast<long>(kWarm + kLimit + o.event_seqs.size()));
   EXPECT_EQ(o.missing.size(), o.sum.dropped);
   ASSERT_FALSE(o.missing.empty());
+  // Declared: the events' counts add up to the drops and every missing seq
+  // lies in a declared range (what `vane audit` checks).
+  EXPECT_FALSE(o.event_seqs.empty());
+  EXPECT_EQ(o.declared_count, o.sum.dropped);
+  for (const std::uint64_t seq : o.missing) {
+    const bool declared = std::any_of(o.declared_ranges.begin(), o.declared_ranges.end(),
+                                      [&](const auto& r) { return seq >= r.first && seq <= r.second; });
+    ASSERT_TRUE(declared) << "seq " << seq << " is missing and no event declares it";
+  }
   const std::uint64_t first = o.missing.front(), last = o.missing.back();
-  EXPECT_EQ(last - first + 1, o.missing.size()) << "dropped seqs are not one block of the oldest";
+  // One block of the oldest, but for the event rows inside it (never dropped).
+  const auto events_inside = static_cast<std::uint64_t>(
+      std::count_if(o.event_seqs.begin(), o.event_seqs.end(), [&](std::uint64_t s) { return s > first && s < last; }));
+  EXPECT_EQ(last - first + 1, o.missing.size() + events_inside) << "dropped seqs are not one block of the oldest";
   EXPECT_LE(first - 1, static_cast<std::uint64_t>(o.seq_at_down + kWindow))
       << "rows older than the dropped ones survived beyond the in-flight window";
   EXPECT_LT(last, static_cast<std::uint64_t>(o.accepted)) << "the newest reading was dropped";
   std::printf(
       "FIGURE cap drop_oldest: produced=%" PRIu64 " dropped=%" PRIu64 " missing seqs=%zu [%" PRIu64 "..%" PRIu64
       "] landed distinct=%zu duplicates=%zu, committed at outage=%ld, kept below the block=%" PRIu64
-      " (window %ld), outage_s=%.1f drain_s=%.1f\n",
+      " (window %ld), outage_s=%.1f drain_s=%.1f, declared in %zu events\n",
       o.sum.produced + kWarm, o.sum.dropped, o.missing.size(), first, last, o.distinct, o.duplicates, o.seq_at_down,
-      first - 1, kWindow, o.outage_s, o.drain_s);
+      first - 1, kWindow, o.outage_s, o.drain_s, o.event_seqs.size());
 }
 
 TEST_F(StoreForwardCap, DropNewestLosesExactlyTheCountedRefusedReadings) {
@@ -499,6 +537,7 @@ TEST_F(StoreForwardCap, DropNewestLosesExactlyTheCountedRefusedReadings) {
   // Refused readings never get a seq: no gaps, and the seqs stop short of
   // the produced count by exactly the drops.
   EXPECT_TRUE(o.missing.empty()) << o.missing.size() << " seqs missing, first " << o.missing.front();
+  EXPECT_TRUE(o.event_seqs.empty()) << "drop_newest makes no gap to declare";
   EXPECT_EQ(o.distinct, static_cast<std::size_t>(o.accepted));
   EXPECT_EQ(static_cast<std::uint64_t>(kWarm + kLimit - o.accepted), o.sum.dropped);
   std::printf(
