@@ -364,6 +364,7 @@ Status SqliteBuffer::quarantine_and_reopen(const std::string& reason) {
                                {"timestamp", iso_utc(wall_us())}};
   if (sqlite3_step(begin_.get()) == SQLITE_DONE) {
     sqlite3_reset(begin_.get());
+    const std::uint64_t saved_bytes = bytes_;
     std::uint64_t seq = 0;
     if (insert_event(ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), seq) == SQLITE_DONE &&
         sqlite3_step(commit_.get()) == SQLITE_DONE) {
@@ -373,6 +374,7 @@ Status SqliteBuffer::quarantine_and_reopen(const std::string& reason) {
       sqlite3_step(rollback_.get());
       sqlite3_reset(rollback_.get());
       next_seq_ = last + 1;
+      bytes_ = saved_bytes;
     }
     sqlite3_reset(commit_.get());
   }
@@ -1065,13 +1067,24 @@ Result<SqliteBuffer::Db> open_file(const std::string& path, int flags) {
   return db;
 }
 
-bool has_parked_table(sqlite3* db) {
+// Whether the file is a vane buffer (its rows and meta tables), and whether
+// it has the parked table (older buffers do not).
+Result<bool> has_parked_table(sqlite3* db, const std::string& path) {
   sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'parked';", -1, &s,
-                         nullptr) != SQLITE_OK)
-    return false;
+  int rc = sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('rows', 'meta', 'parked');",
+                              -1, &s, nullptr);
   SqliteBuffer::Stmt owner(s);
-  return sqlite3_step(s) == SQLITE_ROW;
+  if (rc != SQLITE_OK) return Status::io_error(path + ": not a vane buffer: " + sqlite3_errmsg(db));
+  int found = 0;
+  bool parked = false;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const std::string name = column_text(s, 0);
+    parked |= name == "parked";
+    ++found;
+  }
+  if (rc != SQLITE_DONE) return Status::io_error(path + ": not a vane buffer: " + sqlite3_errmsg(db));
+  if (found - (parked ? 1 : 0) < 2) return Status::io_error(path + ": not a vane buffer (no rows and meta tables)");
+  return parked;
 }
 
 }  // namespace
@@ -1080,7 +1093,9 @@ Result<std::size_t> SqliteBuffer::unpark_file(const std::string& path, std::span
   auto db = open_file(path, SQLITE_OPEN_READWRITE);
   if (!db) return db.status();
   sqlite3* d = db.value().get();
-  if (!has_parked_table(d)) return std::size_t{0};
+  auto parked = has_parked_table(d, path);
+  if (!parked) return parked.status();
+  if (!*parked) return std::size_t{0};
   std::string sql = "DELETE FROM parked";
   if (!seqs.empty()) {
     sql += " WHERE seq IN (";
@@ -1102,7 +1117,9 @@ Result<std::vector<ParkedRow>> SqliteBuffer::parked_rows(const std::string& path
   if (!db) return db.status();
   sqlite3* d = db.value().get();
   std::vector<ParkedRow> out;
-  if (!has_parked_table(d)) return out;
+  auto parked = has_parked_table(d, path);
+  if (!parked) return parked.status();
+  if (!*parked) return out;
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(d, sql::kParkedRows, -1, &s, nullptr) != SQLITE_OK)
     return Status::io_error(path + ": " + sqlite3_errmsg(d));
@@ -1215,7 +1232,7 @@ Result<BufferStats> SqliteBuffer::inspect(const std::string& path) {
     st.next_seq = static_cast<std::uint64_t>(sqlite3_column_int64(q, 0));
   });
   if (!s) return s;
-  if (has_parked_table(db.get()))
+  if (auto parked = has_parked_table(db.get(), path); parked && *parked)
     (void)query(sql::kParkedCount, [&](sqlite3_stmt* q) { st.parked = static_cast<std::uint64_t>(sqlite3_column_int64(q, 0)); });
   st.file_bytes = file_size(path) + file_size(path + "-wal");
   return st;

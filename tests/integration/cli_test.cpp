@@ -184,6 +184,20 @@ TEST(Cli, BufferStatsOfMissingFileFails) {
   EXPECT_FALSE(std::ifstream(dir.path() + "/none.db").good()) << "stats must not create the file";
 }
 
+TEST(Cli, BufferUnparkNamesAMissingFileOrABadSeq) {
+  TempDir dir;
+  Outcome o = run({"buffer", "unpark", dir.path() + "/none.db"}, dir);
+  EXPECT_EQ(o.rc, 1);
+  EXPECT_NE(o.err.find(dir.path() + "/none.db"), std::string::npos) << o.err;
+  EXPECT_FALSE(std::ifstream(dir.path() + "/none.db").good()) << "unpark must not create the file";
+  o = run({"buffer", "unpark", dir.path() + "/none.db", "--seq", "x"}, dir);
+  EXPECT_EQ(o.rc, 2) << o.err;
+  std::ofstream(dir.path() + "/junk.db") << std::string(4096, 'j');
+  o = run({"buffer", "unpark", dir.path() + "/junk.db"}, dir);
+  EXPECT_EQ(o.rc, 1) << o.out;
+  EXPECT_NE(o.err.find("junk.db"), std::string::npos) << o.err;
+}
+
 }  // namespace
 }  // namespace vane::test
 
