@@ -21,6 +21,17 @@
 #include "kafka_errors.h"
 
 namespace vane {
+
+// librdkafka's error text may quote the value ("Invalid value \"...\" for
+// ..."), so for a secret only the key and where it came from are told.
+Status set_kafka_property(rd_kafka_conf_t* conf, const KafkaProperty& p) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, p.key.c_str(), p.value.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK)
+    return Status::ok();
+  if (p.secret) return Status::invalid(p.pointer + ": librdkafka refused " + p.key + " (value not shown)");
+  return Status::invalid(p.pointer + ": " + err);
+}
+
 namespace {
 
 struct KafkaDeleter {
@@ -45,13 +56,7 @@ Status set_property(rd_kafka_conf_t* conf, const std::string& key, const std::st
 // A connection property (config.h kafka_connection_properties). librdkafka's
 // error text may quote the value ("Invalid value \"...\" for ..."), so for a
 // secret only the key and where it came from are told.
-Status set_property(rd_kafka_conf_t* conf, const KafkaProperty& p) {
-  char err[512];
-  if (rd_kafka_conf_set(conf, p.key.c_str(), p.value.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK)
-    return Status::ok();
-  if (p.secret) return Status::invalid(p.pointer + ": librdkafka refused " + p.key + " (value not shown)");
-  return Status::invalid(p.pointer + ": " + err);
-}
+Status set_property(rd_kafka_conf_t* conf, const KafkaProperty& p) { return set_kafka_property(conf, p); }
 
 // Limits repeated client errors (a broker outage logs a connect failure per
 // retry) to one line per kind per interval.

@@ -11,7 +11,13 @@
 #include "config.h"
 #include "uplink.h"
 
+typedef struct rd_kafka_conf_s rd_kafka_conf_t;
+
 namespace vane {
+
+// Sets one of kafka_connection_properties() on a librdkafka config; the
+// error names its config key, and never a secret's value.
+Status set_kafka_property(rd_kafka_conf_t* conf, const KafkaProperty& p);
 
 // Builds the producer. Invalid kafka.properties are an invalid Status naming
 // the property; an unreachable cluster is not an error here (the producer

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent.h"
+#include "audit.h"
 #include "config_map.h"
 #ifdef VANE_HAVE_DRIVER_MODBUS
 #include "modbus/probe.h"
@@ -51,6 +52,17 @@ int main(int argc, char** argv) {
   pm->add_option("--order", po.order, "ABCD, CDAB, BADC or DCBA")->capture_default_str();
   pm->add_option("--timeout-ms", po.timeout_ms, "response timeout")->capture_default_str();
 #endif
+  vane::AuditOptions ao;
+  auto* audit = app.add_subcommand(
+      "audit", "read the gateway topics back from Kafka and account for every seq: received, duplicated, declared "
+               "(dropped, quarantined, parked) or unexplained (lost); exit 0 when nothing is unexplained, 1 otherwise");
+  audit->add_option("-c,--config", ao.config_path, "config file (its Kafka connection and topics)")
+      ->default_str("/etc/vane/vane.jsonc");
+  audit->add_option("--gateway", ao.gateway, "only this gateway id (default: every gateway found)");
+  audit->add_flag("--json", ao.json, "one JSON document");
+  audit->add_option("--from-seq", ao.from_seq, "account from this seq on (e.g. below it retention deleted records)")
+      ->capture_default_str();
+  audit->add_option("--timeout-ms", ao.timeout_ms, "bound on reading every partition to its end")->capture_default_str();
   auto* reference = app.add_subcommand("config-reference", "print the config reference (Markdown)");
   reference->group("");  // for docs/CONFIG.md; not in --help
 
@@ -67,6 +79,10 @@ int main(int argc, char** argv) {
   if (*run) return vane::run_agent(config);
   if (*check) return vane::check_config(config);
   if (*stats) return vane::buffer_stats(buffer_path);
+  if (*audit) {
+    if (ao.config_path.empty()) ao.config_path = "/etc/vane/vane.jsonc";
+    return vane::audit_main(ao);
+  }
   if (*unpark) return vane::buffer_unpark(buffer_path, unpark_seqs);
 #ifdef VANE_HAVE_DRIVER_MODBUS
   if (*pm) return vane::modbus::probe(po, stdout);

@@ -520,6 +520,17 @@ TEST_F(StoreForwardCap, DropOldestLosesExactlyTheCountedOldestRows) {
   const auto events_inside = static_cast<std::uint64_t>(
       std::count_if(o.event_seqs.begin(), o.event_seqs.end(), [&](std::uint64_t s) { return s > first && s < last; }));
   EXPECT_EQ(last - first + 1, o.missing.size() + events_inside) << "dropped seqs are not one block of the oldest";
+  // And the operator's tool says the same: every gap declared, exit 0.
+  {
+    ChildProcess audit({vane_bin(), "audit", "-c", config_, "--json"}, dir_.file("audit.stderr"));
+    std::string out;
+    while (auto line = audit.read_line(SteadyClock::now() + 60s)) out += *line + "\n";
+    EXPECT_EQ(audit.wait_exit(SteadyClock::now() + 10s), 0) << out << audit.captured_stderr();
+    const auto j = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << out;
+    EXPECT_EQ(j["gateways"][0]["declared"]["dropped"], o.sum.dropped) << out;
+    EXPECT_EQ(j["gateways"][0]["unexplained"], 0) << out;
+  }
   EXPECT_LE(first - 1, static_cast<std::uint64_t>(o.seq_at_down + kWindow))
       << "rows older than the dropped ones survived beyond the in-flight window";
   EXPECT_LT(last, static_cast<std::uint64_t>(o.accepted)) << "the newest reading was dropped";

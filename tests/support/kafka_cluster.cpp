@@ -526,6 +526,25 @@ void KafkaCluster::set_topic_configs(const std::string& name, const std::map<std
   }
 }
 
+void KafkaCluster::delete_records(const std::string& topic, int partition, std::int64_t before_offset) {
+  RdKafkaPtr rk = make_admin_client(bootstrap());
+  rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(parts, topic.c_str(), partition)->offset = before_offset;
+  rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  QueuePtr q(rd_kafka_queue_new(rk.get()));
+  OptionsPtr o = admin_options(rk.get(), RD_KAFKA_ADMIN_OP_DELETERECORDS);
+  rd_kafka_DeleteRecords(rk.get(), &del, 1, o.get(), q.get());
+  rd_kafka_DeleteRecords_destroy(del);
+  const std::string what = "delete records of " + topic + " [" + std::to_string(partition) + "]";
+  EventPtr ev = admin_result(q.get(), what);
+  const rd_kafka_topic_partition_list_t* out =
+      rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev.get()));
+  for (int i = 0; out && i < out->cnt; ++i)
+    if (out->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw std::runtime_error("kafka harness: " + what + ": " + rd_kafka_err2str(out->elems[i].err));
+}
+
 void KafkaCluster::add_topic_acl(const std::string& principal, const std::string& topic, const std::string& operation,
                                  bool allow) {
   RdKafkaPtr rk = make_admin_client(bootstrap());

@@ -107,6 +107,9 @@ class KafkaCluster {
   // Sets the topic's dynamic configs to exactly `configs` (AlterConfigs
   // replaces the dynamic set).
   void set_topic_configs(const std::string& name, const std::map<std::string, std::string>& configs);
+  // Deletes the records of one partition below `before_offset`
+  // (DeleteRecords): records gone behind the producer's back.
+  void delete_records(const std::string& topic, int partition, std::int64_t before_offset);
   // Denies (or allows) `operation` ("WRITE", "READ", "DESCRIBE", ...) on a
   // topic to `principal` ("User:gw-test").
   void add_topic_acl(const std::string& principal, const std::string& topic, const std::string& operation,
