@@ -57,7 +57,9 @@ ProgressWatch::Verdict ProgressWatch::check(Clock::time_point now) {
   // vane's to explain.
   const UplinkState uplink = metrics_.uplink.state();
   if (uplink == UplinkState::kUp || (uplink == UplinkState::kRefused && !metrics_.uplink.explained())) {
-    const auto last_delivery = at_ns(metrics_.last_delivery_ns.load(std::memory_order_relaxed));
+    // A paced backlog waiting out its reconnect jitter holds rows back on purpose.
+    const auto last_delivery = std::max(at_ns(metrics_.last_delivery_ns.load(std::memory_order_relaxed)),
+                                        at_ns(metrics_.backlog_start_ns.load(std::memory_order_relaxed)));
     if (now - last_delivery > window_ && buffer_.rows_now() > 0)
       fail(std::string(uplink == UplinkState::kUp ? "the uplink is up but" : "Kafka names no reason, and") +
            " nothing was delivered for " + seconds(now - last_delivery));
