@@ -373,6 +373,8 @@ int run_agent(const std::string& path) {
   ForwarderOptions fopts;
   fopts.max_in_flight = static_cast<std::size_t>(cfg.kafka.max_in_flight);
   fopts.shutdown_timeout_ms = cfg.kafka.shutdown_timeout_ms;
+  fopts.max_drain_rate = cfg.kafka.max_drain_rate;
+  fopts.reconnect_jitter = std::chrono::milliseconds(cfg.kafka.reconnect_jitter_ms);
   Forwarder forwarder(
       *buffer, [&] { return make_kafka_uplink(cfg.kafka, bootstrap, cfg.gateway_id); }, metrics, fopts);
   if (Status s = forwarder.start(); !s) {

@@ -120,6 +120,9 @@ class Loader {
     // be committed in seq order, which live_first replay does not do.
     if (c.kafka.exactly_once && c.buffer.replay == Replay::kLiveFirst)
       error("/buffer/replay", "live_first cannot be combined with kafka.exactly_once (checkpoints need seq order)");
+    if (c.kafka.exactly_once && c.kafka.max_drain_rate > 0)
+      error("/kafka/max_drain_rate", "paced replay cannot be combined with kafka.exactly_once (it sends live rows "
+                                     "before the backlog; checkpoints need seq order)");
     if (const json* h = object_at(doc, "http")) {
       check_table(*h, "/http", http_table());
       if (h->contains("listen")) {
@@ -403,6 +406,10 @@ class Loader {
       error("/kafka/event_topic", "must differ from kafka.topic, kafka.dead_letter_topic and kafka.checkpoint_topic");
     if (k.contains("max_in_flight") && k["max_in_flight"].is_number_unsigned())
       out.max_in_flight = static_cast<int>(std::min<std::uint64_t>(k["max_in_flight"].get<std::uint64_t>(), 1000000));
+    if (k.contains("max_drain_rate") && k["max_drain_rate"].is_number_unsigned())
+      out.max_drain_rate = std::min<std::uint64_t>(k["max_drain_rate"].get<std::uint64_t>(), 100000000);
+    if (k.contains("reconnect_jitter_ms") && k["reconnect_jitter_ms"].is_number_unsigned())
+      out.reconnect_jitter_ms = static_cast<int>(std::min<std::uint64_t>(k["reconnect_jitter_ms"].get<std::uint64_t>(), 3600000));
     if (k.contains("shutdown_timeout_ms") && k["shutdown_timeout_ms"].is_number_unsigned())
       out.shutdown_timeout_ms = static_cast<int>(std::min<std::uint64_t>(k["shutdown_timeout_ms"].get<std::uint64_t>(), 600000));
     if (k.contains("properties") && k["properties"].is_object()) {

@@ -70,6 +70,8 @@ struct KafkaConfig {
   std::optional<KafkaSaslConfig> sasl;
   int max_in_flight = 10000;           // rows handed to the producer and not yet acked
   int shutdown_timeout_ms = 5000;      // bound on waiting for in-flight deliveries at stop
+  std::uint64_t max_drain_rate = 0;    // backlog rows/s after an outage or at start; 0: unlimited
+  int reconnect_jitter_ms = 0;         // the backlog waits a random [0, this] ms before it drains
   bool exactly_once = false;           // transactional producer + checkpoint topic
   std::string checkpoint_topic = "vane.checkpoints";
   bool operator==(const KafkaConfig&) const = default;

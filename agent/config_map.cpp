@@ -80,6 +80,13 @@ const ConfigTable& kafka_table() {
        "`ssl.*.location`, ...)"},
       {"max_in_flight", OptType::kUint, "10000",
        "rows handed to the producer and not yet acknowledged; bounds duplicates after a crash", {}, 1, 1000000},
+      {"max_drain_rate", OptType::kUint, "0",
+       "rows/s at most for the backlog, i.e. the rows buffered when the uplink became usable again (after an "
+       "outage, or at start); readings committed after that are live and go first, unpaced; once the backlog is "
+       "delivered nothing is paced. 0: unlimited. Not with exactly_once (see docs/RELIABILITY.md)", {}, 0, 100000000},
+      {"reconnect_jitter_ms", OptType::kUint, "0",
+       "the backlog waits a random delay in [0, this] ms before it drains (live readings flow meanwhile), so that "
+       "a fleet coming back at once spreads out", {}, 0, 3600000},
       {"shutdown_timeout_ms", OptType::kUint, "5000", "at stop, how long to wait for in-flight deliveries", {}, 0, 600000},
       {"exactly_once", OptType::kBool, "false",
        "transactional producer (transactional.id vane-<gateway id>): each batch is committed together with a "

@@ -14,7 +14,14 @@ constexpr std::chrono::milliseconds kMaxBackoff{30000};
 }  // namespace
 
 Forwarder::Forwarder(Buffer& buffer, UplinkFactory factory, Metrics& metrics, ForwarderOptions opts)
-    : buffer_(buffer), factory_(std::move(factory)), metrics_(metrics), opts_(opts) {}
+    : buffer_(buffer), factory_(std::move(factory)), metrics_(metrics), opts_(opts) {
+  if (opts_.max_drain_rate > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    pace_.bucket.emplace(opts_.max_drain_rate, TokenBucket::burst_for(opts_.max_drain_rate), now);
+    pace_.min_claim = static_cast<std::size_t>(std::max<std::uint64_t>(1, opts_.max_drain_rate / 100));
+  }
+  metrics_.max_drain_rate.store(opts_.max_drain_rate, std::memory_order_relaxed);
+}
 
 Forwarder::~Forwarder() { stop(); }
 
@@ -84,6 +91,7 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
     TopicHold& hold = holds_[static_cast<std::size_t>(sent.stream)];
     if (d.ok) {
       if (!alone_.empty()) alone_.erase(d.seq);
+      if (pace_.active && d.seq <= pace_.mark && pace_.left > 0) --pace_.left;
       acks_.push_back(d.seq);
       any_ok = true;
       if (sent.ts_us > 0) metrics_.delivery_latency.observe_us(now - sent.ts_us);
@@ -118,6 +126,7 @@ void Forwarder::settle(std::vector<Delivery>& deliveries) {
   }
   fold_out();
   if (any_ok) metrics_.uplink.delivered();
+  if (pace_.active) metrics_.backlog_rows.store(pace_.left, std::memory_order_relaxed);
   deliveries.clear();
   // Acknowledged rows are deleted in batches: a delete transaction per
   // delivery report would cost more than the produce. A crash before the
@@ -170,6 +179,64 @@ void Forwarder::flush_acks() {
   metrics_.last_delivery_ns.store(steady_ns(), std::memory_order_relaxed);
   backoff_ = std::chrono::milliseconds(0);
   acks_.erase(acks_.begin(), acks_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+void Forwarder::update_pace(std::chrono::steady_clock::time_point now) {
+  if (!pace_.bucket) return;
+  if (metrics_.uplink.state() != UplinkState::kUp) {
+    if (pace_.active) end_pace("the uplink went away; a new mark is taken when it is back");
+    pace_.armed = true;
+    return;
+  }
+  if (!pace_.armed) return;
+  pace_.armed = false;
+  // The backlog: what is buffered now, less what is already in flight or
+  // acknowledged and not yet deleted (it went out when the uplink came
+  // back, at most one burst).
+  const BufferStats st = buffer_.stats();
+  const std::uint64_t rows = st.rows - std::min<std::uint64_t>(st.rows, in_flight_ + acks_.size());
+  if (rows == 0) return;
+  const std::int64_t jitter_ms =
+      opts_.reconnect_jitter.count() > 0
+          ? std::uniform_int_distribution<std::int64_t>(0, opts_.reconnect_jitter.count())(pace_.rng)
+          : 0;
+  pace_.active = true;
+  pace_.mark = st.next_seq - 1;
+  pace_.left = pace_.rows = rows;
+  pace_.since = now;
+  pace_.start_at = now + std::chrono::milliseconds(jitter_ms);
+  pace_.bucket->reset(pace_.start_at);
+  metrics_.backlog_rows.store(rows, std::memory_order_relaxed);
+  metrics_.backlog_mark.store(pace_.mark, std::memory_order_relaxed);
+  metrics_.backlog_start_ns.store(
+      static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(pace_.start_at.time_since_epoch()).count()),
+      std::memory_order_relaxed);
+  VANE_LOG_NOTICE("kafka: paced replay: a backlog of %llu rows (seqs up to %llu) drains at %llu rows/s, starting in "
+                  "%lld ms; live readings go first",
+                  static_cast<unsigned long long>(rows), static_cast<unsigned long long>(pace_.mark),
+                  static_cast<unsigned long long>(opts_.max_drain_rate), static_cast<long long>(jitter_ms));
+}
+
+std::size_t Forwarder::backlog_budget(std::chrono::steady_clock::time_point now) {
+  if (!pace_.active || now < pace_.start_at) return 0;
+  const std::size_t n = pace_.bucket->available(now);
+  return n >= pace_.min_claim ? n : 0;
+}
+
+std::chrono::milliseconds Forwarder::pace_wait(std::chrono::steady_clock::time_point now,
+                                               std::chrono::milliseconds wait) {
+  if (!pace_.active) return wait;
+  const auto until = now < pace_.start_at ? pace_.start_at - now : pace_.bucket->time_until(pace_.min_claim, now);
+  return std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(until));
+}
+
+void Forwarder::end_pace(const char* why) {
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - pace_.since).count();
+  VANE_LOG_NOTICE("kafka: paced replay ends after %.1f s: %s", s, why);
+  pace_.active = false;
+  pace_.left = 0;
+  metrics_.backlog_rows.store(0, std::memory_order_relaxed);
 }
 
 bool Forwarder::stopping() {
@@ -342,9 +409,23 @@ void Forwarder::run() {
 
     retry_held();
     publish_parked();  // `vane buffer unpark` may have returned some
+    update_pace(std::chrono::steady_clock::now());
+    // While a paced uplink is not up, no more than a burst waits in the producer.
+    const std::size_t window =
+        pace_.armed && pace_.bucket ? std::min(opts_.max_in_flight, pace_.bucket->burst()) : opts_.max_in_flight;
     bool sent = false;
-    if (std::chrono::steady_clock::now() >= backoff_until_ && in_flight_ < opts_.max_in_flight) {
-      Status s = buffer_.claim(std::min(opts_.claim_batch, opts_.max_in_flight - in_flight_), batch);
+    if (std::chrono::steady_clock::now() >= backoff_until_ && in_flight_ < window) {
+      const std::size_t room = std::min(opts_.claim_batch, window - in_flight_);
+      Status s;
+      if (pace_.active) {
+        const std::size_t budget = backlog_budget(std::chrono::steady_clock::now());
+        PacedClaim paced;
+        s = buffer_.claim_paced(pace_.mark, room, budget, batch, paced);
+        pace_.bucket->take(paced.backlog);
+        if (s && budget > 0 && paced.backlog_empty) end_pace("the backlog is drained");
+      } else {
+        s = buffer_.claim(room, batch);
+      }
       if (!s) {
         metrics_.buffer_errors.fetch_add(1, std::memory_order_relaxed);
         VANE_LOG_WARN("buffer: cannot read rows to forward: %s", s.message().c_str());
@@ -406,7 +487,7 @@ void Forwarder::run() {
 
     if (!sent && in_flight_ == 0) {
       // Idle: wait for rows, but not past the pending acks' flush time.
-      auto wait = std::chrono::milliseconds(100);
+      auto wait = pace_wait(std::chrono::steady_clock::now(), std::chrono::milliseconds(100));
       if (!acks_.empty())
         wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
                               first_ack_at_ + kAckDelay - std::chrono::steady_clock::now()),

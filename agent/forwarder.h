@@ -11,12 +11,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "buffer/buffer.h"
 #include "metrics.h"
+#include "pacing.h"
 #include "uplink.h"
 
 namespace vane {
@@ -31,6 +34,12 @@ struct ForwarderOptions {
   // A topic the brokers refuse for good is tried again with one row after
   // this, then after twice as long each time, up to a minute.
   std::chrono::milliseconds held_topic_retry{10000};
+  // Paced replay (docs/RELIABILITY.md): the backlog (rows buffered when the
+  // uplink became usable, at start or after an outage) goes at most this
+  // many rows/s, after a random delay in [0, reconnect_jitter]; live rows go
+  // first, unpaced. 0: unlimited.
+  std::uint64_t max_drain_rate = 0;
+  std::chrono::milliseconds reconnect_jitter{0};
 };
 
 using UplinkFactory = std::function<Result<std::unique_ptr<Uplink>>()>;
@@ -95,6 +104,16 @@ class Forwarder {
   void lift(Stream stream);
   // Releases one held row of each topic whose retry time came, to probe it.
   void retry_held();
+  // Paced replay: takes the backlog's mark when the uplink becomes usable
+  // (armed since start or since it stopped being up), ends the pacing when
+  // it goes away again.
+  void update_pace(std::chrono::steady_clock::time_point now);
+  // Rows the backlog may send now (0 before its jitter ran out, or while
+  // fewer than a claim's worth of tokens wait).
+  std::size_t backlog_budget(std::chrono::steady_clock::time_point now);
+  // How long the idle loop may wait before the backlog may send again.
+  std::chrono::milliseconds pace_wait(std::chrono::steady_clock::time_point now, std::chrono::milliseconds wait);
+  void end_pace(const char* why);
   bool stopping();
   // Sleeps up to `d`; false when stop() came.
   bool pause(std::chrono::milliseconds d);
@@ -141,6 +160,23 @@ class Forwarder {
   std::chrono::milliseconds backoff_{0};
   std::vector<UplinkCause> causes_;  // drained from the uplink, fed to metrics_.uplink
   std::chrono::steady_clock::time_point quiet_since_{};  // last report, or when rows went in flight
+  // Paced replay (opts_.max_drain_rate > 0).
+  struct Pace {
+    // Not up since start or since the last outage began: the in-flight
+    // window is the bucket's burst, and the next time the uplink is up a
+    // mark is taken.
+    bool armed = true;
+    bool active = false;        // a backlog is being paced
+    std::uint64_t mark = 0;     // the backlog: seqs <= mark
+    std::uint64_t left = 0;     // backlog rows not yet acknowledged (Metrics::backlog_rows)
+    std::uint64_t rows = 0;     // backlog rows when the mark was taken
+    std::chrono::steady_clock::time_point start_at{};  // the jitter ran out
+    std::chrono::steady_clock::time_point since{};     // when the mark was taken
+    std::optional<TokenBucket> bucket;
+    std::size_t min_claim = 1;  // tokens worth a claim: 10 ms of rate
+    std::mt19937_64 rng{std::random_device{}()};
+  };
+  Pace pace_;
 };
 
 }  // namespace vane

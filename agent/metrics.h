@@ -77,6 +77,13 @@ struct Metrics {
   Counter delivery_errors{0};      // failed delivery attempts (rows stay buffered)
   Counter rerouted{0};             // readings Kafka refused for themselves, sent to the dead-letter topic instead
   Counter parked_rows{0};          // dead letters the dead-letter topic refused for themselves, kept back (gauge)
+  // Paced replay (kafka.max_drain_rate), written by the forwarder: the
+  // configured rate (0: unlimited), backlog rows not yet delivered (0: no
+  // backlog is paced), and the backlog's last seq (gauges).
+  Counter max_drain_rate{0};
+  Counter backlog_rows{0};
+  Counter backlog_mark{0};
+  Counter backlog_start_ns{0};  // steady-clock ns when its jitter runs out (progress.h: no stall before)
   Counter last_progress_ns{0};     // steady-clock ns of the last commit or ack
   Counter taken{0};                // readings the writer took from its queue (readings_in counts them once committed)
   Counter last_commit_ns{0};       // steady-clock ns of the last successful buffer commit

@@ -57,7 +57,9 @@ ProgressWatch::Verdict ProgressWatch::check(Clock::time_point now) {
   // vane's to explain.
   const UplinkState uplink = metrics_.uplink.state();
   if (uplink == UplinkState::kUp || (uplink == UplinkState::kRefused && !metrics_.uplink.explained())) {
-    const auto last_delivery = at_ns(metrics_.last_delivery_ns.load(std::memory_order_relaxed));
+    // A paced backlog waiting out its reconnect jitter holds rows back on purpose.
+    const auto last_delivery = std::max(at_ns(metrics_.last_delivery_ns.load(std::memory_order_relaxed)),
+                                        at_ns(metrics_.backlog_start_ns.load(std::memory_order_relaxed)));
     // Rows held back for their topic or parked wait for the brokers or an
     // operator, said on /health and /metrics: a restart would not send them.
     std::uint64_t waiting = metrics_.parked_rows.load(std::memory_order_relaxed);

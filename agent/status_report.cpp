@@ -216,6 +216,12 @@ std::string render_metrics(const ReportContext& ctx) {
            "Rows no topic takes (dead letters the dead-letter topic refused for themselves): kept in the buffer, not sent, until `vane buffer unpark`.");
   p.sample("vane_kafka_rerouted_total", static_cast<double>(m.rerouted.load()));
   p.sample("vane_buffer_parked_rows", static_cast<double>(m.parked_rows.load()));
+  p.family("vane_kafka_max_drain_rate", T::kGauge,
+           "kafka.max_drain_rate: backlog rows/s after an outage or at start; 0: unlimited.");
+  p.family("vane_buffer_backlog_rows", T::kGauge,
+           "Rows of the paced backlog (buffered when the uplink became usable) not yet delivered; 0: nothing is paced.");
+  p.sample("vane_kafka_max_drain_rate", static_cast<double>(m.max_drain_rate.load()));
+  p.sample("vane_buffer_backlog_rows", static_cast<double>(m.backlog_rows.load()));
   uplink_metrics(p, m.uplink);
   p.family("vane_kafka_topic_held", T::kGauge,
            "1 while the brokers refuse a stream's topic for good (an ACL, a missing topic): its rows are held back, the other stream flows.");
@@ -285,6 +291,11 @@ std::pair<int, std::string> render_health(const ReportContext& ctx) {
   buffer["dropped"] = m.dropped_total();
   // Rows no topic takes: kept until an operator runs `vane buffer unpark`.
   buffer["parked"] = m.parked_rows.load();
+  // Paced replay: null when no backlog is paced.
+  if (const std::uint64_t left = m.backlog_rows.load(); left > 0)
+    buffer["paced_backlog"] = {{"rows", left}, {"up_to_seq", m.backlog_mark.load()}, {"rate", m.max_drain_rate.load()}};
+  else
+    buffer["paced_backlog"] = nullptr;
   const auto last_delivery = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(m.last_delivery_ns.load()));
   const UplinkTracker::Snapshot us = m.uplink.snapshot();
   const bool named = us.reason != UplinkReason::kNone;

@@ -81,6 +81,12 @@ struct AppendResult {
   std::size_t dropped_disk_full = 0;
 };
 
+// What a claim_paced() took of the backlog.
+struct PacedClaim {
+  std::size_t backlog = 0;     // rows at or below the mark
+  bool backlog_empty = false;  // the backlog cursor reached the mark: no unclaimed backlog rows are left
+};
+
 struct BufferStats {
   std::uint64_t rows = 0;
   std::uint64_t bytes = 0;          // logical size of buffered rows (what max_bytes caps)
@@ -114,6 +120,18 @@ class Buffer {
   // Up to max_rows claimable rows, oldest first (released rows before new
   // ones), in place of what `out` held; its elements' storage is reused.
   virtual Status claim(std::size_t max_rows, std::vector<StoredRecord>& out) = 0;
+  // Paced replay (see docs/RELIABILITY.md): rows above `mark` are live,
+  // rows at or below it the backlog. Released rows first (those of the
+  // backlog count against backlog_rows), then up to max_rows live rows in
+  // seq order, whatever buffer.replay says, then up to backlog_rows backlog
+  // rows, oldest first, never past `mark`. A buffer that cannot pace claims
+  // as claim() does and says the backlog is empty.
+  virtual Status claim_paced(std::uint64_t mark, std::size_t max_rows, std::size_t backlog_rows,
+                             std::vector<StoredRecord>& out, PacedClaim& paced) {
+    (void)mark, (void)backlog_rows;
+    paced = PacedClaim{0, true};
+    return claim(max_rows, out);
+  }
   // Deletes acknowledged rows; unknown seqs are ignored.
   virtual Status ack(std::span<const std::uint64_t> seqs) = 0;
   // Returns in-flight rows to the claimable set.

@@ -834,7 +834,7 @@ Status SqliteBuffer::read_row(sqlite3_stmt* s, StoredRecord& out) {
 }
 
 Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Claimed& out, std::uint64_t& hwm,
-                                 bool live) {
+                                 bool live, std::uint64_t upto) {
   if (max_rows == 0) return Status::ok();
   sqlite3_stmt* s = select_after_.get();
   Reset reset{s};
@@ -847,6 +847,7 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Clai
   int rc;
   while (got < max_rows && (rc = sqlite3_step(s)) == SQLITE_ROW) {
     const auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+    if (seq > upto) break;
     hwm = seq;
     if (!live && live_claimed_.erase(seq)) continue;
     if (!parked_.empty() && parked_.contains(seq)) continue;
@@ -856,17 +857,12 @@ Status SqliteBuffer::claim_after(std::uint64_t after, std::size_t max_rows, Clai
     if (live) live_claimed_.insert(seq);
     ++got;
   }
-  if (got < max_rows && rc != SQLITE_DONE) return error("read rows", rc);
+  if (got < max_rows && rc != SQLITE_DONE && rc != SQLITE_ROW) return error("read rows", rc);
   if (!live) live_claimed_.erase(live_claimed_.begin(), live_claimed_.upper_bound(hwm));
   return Status::ok();
 }
 
-Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& records) {
-  const ForwarderTurn turn{*this};
-  const PublishRows publish{*this};
-  if (Status s = reload_parked(); !s) return s;
-  Claimed out{records};
-  // Released rows first, oldest first.
+Status SqliteBuffer::claim_released(std::size_t max_rows, Claimed& out, std::uint64_t mark, std::size_t* backlog) {
   while (out.size() < max_rows && !released_.empty()) {
     const std::uint64_t seq = *released_.begin();
     released_.erase(released_.begin());
@@ -882,7 +878,18 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& reco
     StoredRecord& r = out.next();
     (void)read_row(s, r);
     in_flight_.emplace(seq, row_size(r.rec));
+    if (backlog && seq <= mark) ++*backlog;
   }
+  return Status::ok();
+}
+
+Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& records) {
+  const ForwarderTurn turn{*this};
+  const PublishRows publish{*this};
+  if (Status s = reload_parked(); !s) return s;
+  Claimed out{records};
+  // Released rows first, oldest first.
+  if (Status s = claim_released(max_rows, out); !s) return s;
   if (out.size() >= max_rows) return Status::ok();
   const std::size_t room = max_rows - out.size();
   if (opts_.replay == Replay::kLiveFirst) {
@@ -898,6 +905,31 @@ Status SqliteBuffer::claim(std::size_t max_rows, std::vector<StoredRecord>& reco
     }
   }
   return claim_after(claimed_hwm_, max_rows - out.size(), out, claimed_hwm_, false);
+}
+
+Status SqliteBuffer::claim_paced(std::uint64_t mark, std::size_t max_rows, std::size_t backlog_rows,
+                                 std::vector<StoredRecord>& records, PacedClaim& paced) {
+  const ForwarderTurn turn{*this};
+  const PublishRows publish{*this};
+  if (Status s = reload_parked(); !s) return s;
+  Claimed out{records};
+  paced = PacedClaim{};
+  if (Status s = claim_released(max_rows, out, mark, &paced.backlog); !s) return s;
+  // Live rows: the live side of Replay::kLiveFirst, from the mark on; the
+  // backlog cursor passes over them once it gets past the mark.
+  if (out.size() < max_rows) {
+    if (Status s = claim_after(std::max({live_hwm_, claimed_hwm_, mark}), max_rows - out.size(), out, live_hwm_, true);
+        !s)
+      return s;
+  }
+  if (paced.backlog >= backlog_rows || out.size() >= max_rows) return Status::ok();
+  const std::size_t before = out.size();
+  const std::size_t ask = std::min(backlog_rows - paced.backlog, max_rows - out.size());
+  if (Status s = claim_after(claimed_hwm_, ask, out, claimed_hwm_, false, mark); !s) return s;
+  const std::size_t got = out.size() - before;
+  paced.backlog += got;
+  paced.backlog_empty = got < ask;
+  return Status::ok();
 }
 
 Status SqliteBuffer::ack(std::span<const std::uint64_t> seqs) {

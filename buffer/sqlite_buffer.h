@@ -59,6 +59,8 @@ class SqliteBuffer final : public Buffer {
 
   Result<AppendResult> append(std::span<Record> records) override;
   Status claim(std::size_t max_rows, std::vector<StoredRecord>& out) override;
+  Status claim_paced(std::uint64_t mark, std::size_t max_rows, std::size_t backlog_rows, std::vector<StoredRecord>& out,
+                     PacedClaim& paced) override;
   Status ack(std::span<const std::uint64_t> seqs) override;
   void release(std::span<const std::uint64_t> seqs) override;
   Status dead_letter(std::uint64_t seq, const std::string& error, std::size_t max_value) override;
@@ -134,7 +136,11 @@ class SqliteBuffer final : public Buffer {
     }
     std::size_t size() const { return n; }
   };
-  Status claim_after(std::uint64_t after, std::size_t max_rows, Claimed& out, std::uint64_t& hwm, bool live);
+  // Stops before rows above `upto` (the paced backlog's mark).
+  Status claim_after(std::uint64_t after, std::size_t max_rows, Claimed& out, std::uint64_t& hwm, bool live,
+                     std::uint64_t upto = UINT64_MAX);
+  // Released rows, oldest first, up to max_rows; `backlog` counts those at or below `mark`.
+  Status claim_released(std::size_t max_rows, Claimed& out, std::uint64_t mark = 0, std::size_t* backlog = nullptr);
   Status exec(const char* sql);
   Status error(const char* what, int rc) const;
   Status read_row(sqlite3_stmt* s, StoredRecord& out);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "integration/agent_test_util.h"
+#include "fault/probe_consumer.h"
 #include "support/rdkafka_ptr.h"
 
 namespace vane::test {
@@ -22,36 +23,14 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Reads the telemetry topic as fast as it can, keeping for each message of
 // the source "live" its delay: arrival here minus its timestamp (the
 // reading's time).
 class DelayProbe {
  public:
-  // Not support/make_test_consumer(): a 10 ms fetch wait, so the probe adds
-  // little delay of its own to what it measures.
-  explicit DelayProbe(const std::string& bootstrap) {
-    RdKafkaConfPtr conf(rd_kafka_conf_new());
-    char err[512];
-    for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
-             {"group.id", "vane-live-first-probe"},
-             {"enable.auto.commit", "false"},
-             {"fetch.wait.max.ms", "10"},
-             {"log_level", "2"}})
-      rd_kafka_conf_set(conf.get(), k, v, err, sizeof err);
-    rd_kafka_conf_set(conf.get(), "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
-    rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
-    if (!rk_) throw std::runtime_error(err);
-    conf.release();
-    rd_kafka_poll_set_consumer(rk_.get());
-    RdKafkaPartitionListPtr parts(rd_kafka_topic_partition_list_new(3));
-    for (int p = 0; p < 3; ++p) rd_kafka_topic_partition_list_add(parts.get(), "telemetry", p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk_.get(), parts.get());
-  }
+  // A 10 ms fetch wait, so the probe adds little delay of its own to what it measures.
+  explicit DelayProbe(const std::string& bootstrap)
+      : rk_(make_probe_consumer(bootstrap, "vane-live-first-probe", 3)) {}
   ~DelayProbe() { rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); }
 
   // Consumes for `d`. Live messages with a timestamp at or after `since_ms`

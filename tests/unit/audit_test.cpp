@@ -121,7 +121,7 @@ TEST(Audit, TwentyMillionSeqsWithAFewGapsStayFastAndSmall) {
   ASSERT_EQ(a.unexplained_ranges.size(), 3u);
   EXPECT_EQ(a.unexplained_ranges[1].first, 10'000'000u);
   EXPECT_EQ(a.max_seq, kN - 1);
-  EXPECT_LT(secs, 10.0);
+  EXPECT_LT(secs, 60.0) << "under qemu for ARM too";  // 0.5 s natively on the 2-core machine
 }
 
 }  // namespace

@@ -658,6 +658,50 @@ TEST(Buffer, LiveFirstNeverDropsClaimedLiveRows) {
   EXPECT_EQ(b->stats().rows, before - 20);  // all 20 were still there
 }
 
+TEST(Buffer, PacedClaimTakesLiveRowsFirstAndTheBacklogWithinItsBudget) {
+  TempDir d;
+  auto b = open_buffer(d.path() + "/b.db");  // buffer.replay fifo: paced claims are live-first regardless
+  append_n(*b, 100);  // the backlog: seqs 1..100, mark 100
+  append_n(*b, 5);    // live: 101..105
+  std::vector<StoredRecord> out;
+  PacedClaim paced;
+  // No tokens: live rows only.
+  ASSERT_TRUE(b->claim_paced(100, 50, 0, out, paced).is_ok());
+  EXPECT_EQ(seqs_of(out), range(101, 105));
+  EXPECT_EQ(paced.backlog, 0u);
+  EXPECT_FALSE(paced.backlog_empty);
+  // 30 tokens: the oldest 30 of the backlog, and a new live row before them.
+  append_n(*b, 1);  // 106
+  out.clear();
+  ASSERT_TRUE(b->claim_paced(100, 50, 30, out, paced).is_ok());
+  EXPECT_EQ(seqs_of(out), concat({106}, range(1, 30)));
+  EXPECT_EQ(paced.backlog, 30u);
+  EXPECT_FALSE(paced.backlog_empty);
+  // A full claim of live rows leaves no room for the backlog.
+  append_n(*b, 10);  // 107..116
+  out.clear();
+  ASSERT_TRUE(b->claim_paced(100, 10, 30, out, paced).is_ok());
+  EXPECT_EQ(seqs_of(out), range(107, 116));
+  EXPECT_EQ(paced.backlog, 0u);
+  EXPECT_FALSE(paced.backlog_empty) << "room, not the backlog, stopped it";
+  // A released backlog row comes first and counts against the budget.
+  b->release(std::vector<std::uint64_t>{2});
+  out.clear();
+  ASSERT_TRUE(b->claim_paced(100, 50, 5, out, paced).is_ok());
+  EXPECT_EQ(seqs_of(out), concat({2}, range(31, 34)));
+  EXPECT_EQ(paced.backlog, 5u);
+  // The backlog cursor never passes the mark: 35..100, then it is empty.
+  out.clear();
+  ASSERT_TRUE(b->claim_paced(100, 500, 500, out, paced).is_ok());
+  EXPECT_EQ(seqs_of(out), range(35, 100));
+  EXPECT_TRUE(paced.backlog_empty);
+  // Unpaced again: the cursor passes over the live rows already claimed.
+  append_n(*b, 2);  // 117, 118
+  out.clear();
+  ASSERT_TRUE(b->claim(100, out).is_ok());
+  EXPECT_EQ(seqs_of(out), range(117, 118));
+}
+
 TEST(Buffer, InspectOfMissingFileFailsAndDoesNotCreateIt) {
   TempDir d;
   const std::string path = d.path() + "/none.db";

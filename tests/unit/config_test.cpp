@@ -265,6 +265,42 @@ TEST_F(ConfigTest, ReferenceDocumentsEveryTable) {
   EXPECT_NE(md.find("## kafka.sasl"), std::string::npos);
 }
 
+TEST_F(ConfigTest, PacedReplayKeys) {
+  auto with_kafka = [&](const std::string& extra) {
+    std::string text = config();
+    const std::string at = "\"127.0.0.1:9092\"";
+    text.replace(text.find(at), at.size(), at + extra);
+    return text;
+  };
+  ConfigLoad l = parse(config());
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l.config.kafka.max_drain_rate, 0u) << "unlimited by default";
+  EXPECT_EQ(l.config.kafka.reconnect_jitter_ms, 0);
+  l = parse(with_kafka(", \"max_drain_rate\": 20000, \"reconnect_jitter_ms\": 30000"));
+  ASSERT_TRUE(l.ok()) << errors_of(l)[0];
+  EXPECT_EQ(l.config.kafka.max_drain_rate, 20000u);
+  EXPECT_EQ(l.config.kafka.reconnect_jitter_ms, 30000);
+  auto e = errors_of(parse(with_kafka(", \"max_drain_rate\": -1")));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0], "vane.jsonc:4: /kafka/max_drain_rate: expected an unsigned integer, got number -1");
+  e = errors_of(parse(with_kafka(", \"max_drain_rate\": \"fast\", \"reconnect_jitter_ms\": -5")));
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_NE(e[0].find("/kafka/max_drain_rate: expected an unsigned integer, got string \"fast\""), std::string::npos)
+      << e[0];
+  EXPECT_NE(e[1].find("/kafka/reconnect_jitter_ms: expected an unsigned integer, got number -5"), std::string::npos) << e[1];
+  e = errors_of(parse(with_kafka(", \"max_drain_rate\": 1.5")));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("/kafka/max_drain_rate: expected an unsigned integer"), std::string::npos) << e[0];
+  e = errors_of(parse(with_kafka(", \"max_drain_rate\": 100, \"exactly_once\": true")));
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("/kafka/max_drain_rate: paced replay cannot be combined with kafka.exactly_once"),
+            std::string::npos)
+      << e[0];
+  const std::string md = config_reference_markdown();
+  EXPECT_NE(md.find("`max_drain_rate`"), std::string::npos);
+  EXPECT_NE(md.find("`reconnect_jitter_ms`"), std::string::npos);
+}
+
 // The uplink's security settings: kafka.tls and kafka.sasl, secrets from files.
 class KafkaSecurityTest : public ConfigTest {
  protected:

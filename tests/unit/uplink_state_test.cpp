@@ -15,10 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "buffer/sqlite_buffer.h"
 #include "forwarder.h"
 #include "kafka_errors.h"
 #include "progress.h"
 #include "status_report.h"
+#include "support/temp_dir.h"
 #include "support/wait.h"
 #include "uplink_state.h"
 
@@ -716,6 +718,74 @@ TEST(ProgressUplinkState, AnOutageWithAReasonIsNoStallSilenceIs) {
   ProgressWatch watch3(down, buffer, {}, 1000ms);
   down.uplink.refused(kafka_cause(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "1/1 brokers are down"));
   EXPECT_TRUE(watch3.check(later).ok);
+}
+
+// kafka.max_drain_rate over a real buffer: while the uplink is refused the
+// backlog waits; once it takes rows, the backlog goes at the rate (the
+// bucket starts empty), shown on /metrics and /health, and pacing ends when
+// it is drained. With a long reconnect jitter, stop() still returns at once.
+TEST(ForwarderPacing, TheBacklogDrainsAtTheRateAndStopEndsAnyWait) {
+  for (const bool jitter : {false, true}) {
+    SCOPED_TRACE(jitter ? "a 60 s jitter" : "no jitter");
+    test::TempDir dir;
+    auto opened = SqliteBuffer::open({dir.path() + "/b.db"});
+    ASSERT_TRUE(opened.is_ok()) << opened.status().message();
+    SqliteBuffer& buffer = *opened.value();
+    std::vector<Record> rows(4000);
+    for (Record& r : rows) r.key = "T-001", r.value = "{}", r.ts_us = 1764000000000000;
+    ASSERT_TRUE(buffer.append(rows).is_ok());
+    Metrics metrics;
+    FakeUplink* uplink = nullptr;
+    ForwarderOptions o;
+    o.no_ack_after = 300ms;
+    o.shutdown_timeout_ms = 200;
+    o.max_drain_rate = 2000;  // burst 200
+    o.reconnect_jitter = jitter ? 60s : 0s;
+    Forwarder fwd(buffer,
+                  [&]() -> Result<std::unique_ptr<Uplink>> {
+                    auto u = std::make_unique<FakeUplink>();
+                    uplink = u.get();
+                    return std::unique_ptr<Uplink>(std::move(u));
+                  },
+                  metrics, o);
+    AgentView view;
+    ReportContext report{metrics, buffer, view, "gw-test", "0.0.0", 0, std::chrono::steady_clock::now()};
+    ASSERT_TRUE(fwd.start());
+    ASSERT_TRUE(test::wait_until([&] { return metrics.uplink.state() == S::kRefused; }, 10s));
+    EXPECT_EQ(metrics.delivered.load(), 0u);
+    const auto up = Clock::now();
+    uplink->mode = FakeUplink::Mode::kAccept;
+    std::uint64_t paced = 0;  // as first seen: a few may have gone since the mark
+    ASSERT_TRUE(test::wait_until([&] { return (paced = metrics.backlog_rows.load()) > 0; }, 10s));
+    const std::string scrape = render_metrics(report);
+    EXPECT_NE(scrape.find("vane_kafka_max_drain_rate 2000\n"), std::string::npos) << scrape;
+    EXPECT_NE(scrape.find("vane_buffer_backlog_rows "), std::string::npos);
+    const auto health = nlohmann::json::parse(render_health(report).second)["buffer"]["paced_backlog"];
+    ASSERT_TRUE(health.is_object()) << render_health(report).second;
+    EXPECT_EQ(health["up_to_seq"], 4000);
+    EXPECT_EQ(health["rate"], 2000);
+    // At most a burst (200) was out when the uplink came back: the rest is
+    // paced (less what went in the first few ms at the rate).
+    EXPECT_GE(paced, 4000u - 200u - 100u);
+    EXPECT_LE(paced, 4000u);
+    if (jitter) {
+      // Waiting out the jitter: nothing of the backlog goes, and stop() does not wait for it.
+      const auto asked = Clock::now();
+      fwd.stop();
+      EXPECT_LT(Clock::now() - asked, 2s);
+      EXPECT_GE(buffer.rows_now(), paced);
+      continue;
+    }
+    ASSERT_TRUE(test::wait_until([&] { return buffer.rows_now() == 0; }, 20s)) << buffer.rows_now();
+    const double s = std::chrono::duration<double>(Clock::now() - up).count();
+    const double expected = static_cast<double>(paced) / 2000.0;
+    EXPECT_GT(s, expected * 0.9) << "faster than the rate";
+    EXPECT_LT(s, expected * 1.3 + 0.5) << "much slower than the rate";
+    ASSERT_TRUE(test::wait_until([&] { return metrics.backlog_rows.load() == 0; }, 5s)) << "pacing did not end";
+    EXPECT_TRUE(nlohmann::json::parse(render_health(report).second)["buffer"]["paced_backlog"].is_null());
+    fwd.stop();
+    EXPECT_EQ(metrics.delivered.load(), 4000u);
+  }
 }
 
 }  // namespace
