@@ -385,21 +385,7 @@ Status SqliteBuffer::quarantine_and_reopen(const std::string& reason) {
 int SqliteBuffer::insert_event(const std::string& value, std::uint64_t& seq, std::uint64_t* size_out) {
   const Record r = event_record(opts_.gateway, value, wall_us());
   const std::uint64_t size = row_size(r);
-  sqlite3_stmt* s = insert_.get();
-  {
-    Reset reset{s};
-    sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(next_seq_));
-    sqlite3_bind_int(s, 2, static_cast<int>(r.stream));
-    bind_text(s, 3, r.key);
-    sqlite3_bind_int64(s, 4, r.ts_us);
-    bind_text(s, 5, r.source);
-    bind_text(s, 6, r.schema);
-    sqlite3_bind_blob(s, 7, r.value.data(), static_cast<int>(r.value.size()), SQLITE_STATIC);
-    bind_text(s, 8, r.error);
-    sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(size));
-    const int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) return rc;
-  }
+  if (const int rc = insert_row(next_seq_, r, size); rc != SQLITE_DONE) return rc;
   seq = next_seq_++;
   bytes_ += size;
   if (size_out) *size_out = size;
@@ -407,6 +393,21 @@ int SqliteBuffer::insert_event(const std::string& value, std::uint64_t& seq, std
   Reset reset{u};
   sqlite3_bind_int64(u, 1, static_cast<sqlite3_int64>(next_seq_));
   return sqlite3_step(u);
+}
+
+int SqliteBuffer::insert_row(std::uint64_t seq, const Record& r, std::uint64_t size) {
+  sqlite3_stmt* s = insert_.get();
+  Reset reset{s};
+  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(seq));
+  sqlite3_bind_int(s, 2, static_cast<int>(r.stream));
+  bind_text(s, 3, r.key);
+  sqlite3_bind_int64(s, 4, r.ts_us);
+  bind_text(s, 5, r.source);
+  bind_text(s, 6, r.schema);
+  sqlite3_bind_blob(s, 7, r.value.data(), static_cast<int>(r.value.size()), SQLITE_STATIC);
+  bind_text(s, 8, r.error);
+  sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(size));
+  return sqlite3_step(s);
 }
 
 bool SqliteBuffer::unclaimed(std::uint64_t seq) const {
@@ -779,18 +780,7 @@ Result<AppendResult> SqliteBuffer::append_locked(std::span<Record> records) {
       ++res.dropped_newest;
       continue;
     }
-    sqlite3_stmt* s = insert_.get();
-    Reset reset{s};
-    sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(next_seq_));
-    sqlite3_bind_int(s, 2, static_cast<int>(r.stream));
-    bind_text(s, 3, r.key);
-    sqlite3_bind_int64(s, 4, r.ts_us);
-    bind_text(s, 5, r.source);
-    bind_text(s, 6, r.schema);
-    sqlite3_bind_blob(s, 7, r.value.data(), static_cast<int>(r.value.size()), SQLITE_STATIC);
-    bind_text(s, 8, r.error);
-    sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(size));
-    rc = sqlite3_step(s);
+    rc = insert_row(next_seq_, r, size);
     if (rc != SQLITE_DONE) return fail(error("insert", rc));
     if (res.first_seq == 0) res.first_seq = next_seq_;
     res.last_seq = next_seq_;

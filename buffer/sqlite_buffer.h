@@ -168,6 +168,8 @@ class SqliteBuffer final : public Buffer {
               std::uint64_t count);
   // Writes an event row with the next seq (and the new next_seq meta).
   int insert_event(const std::string& value, std::uint64_t& seq, std::uint64_t* size_out = nullptr);
+  // One INSERT of `r` under `seq` (the caller's transaction); SQLite's code.
+  int insert_row(std::uint64_t seq, const Record& r, std::uint64_t size);
   bool unclaimed(std::uint64_t seq) const;
   // After a rollback: forgets event rows with seqs from first_new_seq on,
   // restores the drop declaration and the parked rows the transaction dropped.

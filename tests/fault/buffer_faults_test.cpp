@@ -21,10 +21,6 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-std::string tail(const std::string& text, std::size_t n = 4000) {
-  return text.size() <= n ? text : "...\n" + text.substr(text.size() - n);
-}
-
 // The figure after `label` in the last line of `log` that has it, or -1.
 long figure_after(const std::string& log, const std::string& label) {
   const auto at = log.rfind(label);

@@ -37,6 +37,7 @@
 
 #include "fault/seq_counter.h"
 #include "integration/agent_test_util.h"
+#include "integration/http_agent.h"
 #include "support/kafka_cluster.h"
 
 namespace vane::test {
@@ -48,10 +49,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 double seconds_since(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
-}
-
-std::string tail(const std::string& text, std::size_t n = 4000) {
-  return text.size() <= n ? text : "...\n" + text.substr(text.size() - n);
 }
 
 long next_seq(const std::string& buffer) { return buffer_stat(buffer, "next seq:"); }
@@ -141,17 +138,8 @@ struct UplinkView {
 // vane run with its HTTP endpoint on a port it picked itself.
 class Vane {
  public:
-  Vane(const std::string& config, const std::string& log) : proc_({vane_bin(), "run", "-c", config}, log) {
-    const std::regex re(R"(http: .* on 127\.0\.0\.1:([0-9]+))");
-    wait_until(
-        [&] {
-          std::smatch m;
-          const std::string err = proc_.captured_stderr();
-          if (std::regex_search(err, m, re)) port_ = std::stoi(m[1]);
-          return port_ > 0 || !proc_.running();
-        },
-        30s, 50ms);
-  }
+  Vane(const std::string& config, const std::string& log)
+      : proc_({vane_bin(), "run", "-c", config}, log), port_(wait_http_port(proc_, 30s)) {}
   int port() const { return port_; }
   ChildProcess& proc() { return proc_; }
   std::string log() const { return proc_.captured_stderr(); }

@@ -26,10 +26,6 @@ namespace {
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-std::string tail(const std::string& text, std::size_t n = 4000) {
-  return text.size() <= n ? text : "...\n" + text.substr(text.size() - n);
-}
-
 // Reads the telemetry topic as fast as it can and notes, per vane-seq, when
 // it arrived here (wall clock, ms) and, for the source "live", its reading
 // timestamp (the message timestamp vane sets).

@@ -88,10 +88,6 @@ StopSummary parse_stop(const std::string& log) {
   return s;
 }
 
-std::string tail(const std::string& text, std::size_t n = 4000) {
-  return text.size() <= n ? text : "...\n" + text.substr(text.size() - n);
-}
-
 class StoreForward : public ::testing::Test {
  protected:
   void SetUp() override {

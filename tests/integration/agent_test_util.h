@@ -16,12 +16,39 @@
 #include "support/kafka_cluster.h"
 #include "support/kafka_reader.h"
 #include "support/process.h"
+#include "support/temp_dir.h"
 #include "support/wait.h"
 
 namespace vane::test {
 
 inline std::string vane_bin() { return std::string(VANE_BINARY_DIR) + "/agent/vane"; }
 inline std::string source_dir() { return VANE_SOURCE_DIR; }
+
+// The last `n` characters of a log, for failure messages.
+inline std::string tail(const std::string& text, std::size_t n = 4000) {
+  return text.size() <= n ? text : "...\n" + text.substr(text.size() - n);
+}
+
+// What a one-shot vane command (check-config, audit, buffer ...) did.
+struct CommandOutcome {
+  int rc = -1;
+  std::string out, err;
+};
+
+// Runs `vane ARGS...` to its end (stdout collected, stderr to a file in
+// `dir`), within `timeout`; rc -1 if it did not exit.
+inline CommandOutcome run_vane(std::vector<std::string> args, const TempDir& dir,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  args.insert(args.begin(), vane_bin());
+  ChildProcess p(args, dir.path() + "/command.stderr");
+  CommandOutcome o;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (auto line = p.read_line(deadline)) o.out += *line + "\n";
+  auto rc = p.wait_exit(deadline);
+  o.rc = rc ? *rc : -1;
+  o.err = p.captured_stderr();
+  return o;
+}
 
 inline void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path);

@@ -12,22 +12,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Outcome {
-  int rc = -1;
-  std::string out, err;
-};
-
-Outcome audit(const std::string& config, const TempDir& dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {vane_bin(), "audit", "-c", config};
+CommandOutcome audit(const std::string& config, const TempDir& dir, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"audit", "-c", config};
   args.insert(args.end(), extra.begin(), extra.end());
-  ChildProcess p(args, dir.path() + "/audit.stderr");
-  Outcome o;
-  const auto deadline = deadline_in(60s);
-  while (auto line = p.read_line(deadline)) o.out += *line + "\n";
-  const auto rc = p.wait_exit(deadline);
-  o.rc = rc ? *rc : -1;
-  o.err = p.captured_stderr();
-  return o;
+  return run_vane(std::move(args), dir);
 }
 
 class AuditKafka : public ::testing::Test {
@@ -53,7 +41,7 @@ class AuditKafka : public ::testing::Test {
 };
 
 TEST_F(AuditKafka, EverySeqOfARealRunIsAccountedFor) {
-  Outcome o = audit(config_, dir_);
+  CommandOutcome o = audit(config_, dir_);
   EXPECT_EQ(o.rc, 0) << o.out << o.err;
   EXPECT_NE(o.out.find("gateway gw-test: seqs 1..3000"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("every seq is received or declared"), std::string::npos) << o.out;
@@ -85,7 +73,7 @@ TEST_F(AuditKafka, RecordsDeletedBehindVanesBackAreALossNamedBySeqRange) {
     if (m.topic == "telemetry" && m.partition == 1 && m.offset < cut) deleted.insert(seq_of(m));
   kafka_->delete_records("telemetry", 1, cut);
 
-  Outcome o = audit(config_, dir_, {"--json"});
+  CommandOutcome o = audit(config_, dir_, {"--json"});
   EXPECT_EQ(o.rc, 1) << o.out << o.err;
   const auto j = nlohmann::json::parse(o.out);
   const auto& g = j["gateways"][0];
@@ -105,7 +93,7 @@ TEST_F(AuditKafka, RecordsDeletedBehindVanesBackAreALossNamedBySeqRange) {
 TEST_F(AuditKafka, ABrokerThatIsNotThereIsAnErrorNamingIt) {
   std::string cfg = sim_config(buffer_, "127.0.0.1:1", R"("devices": 1)");
   write_file(dir_.path() + "/nowhere.jsonc", cfg);
-  const Outcome o = audit(dir_.path() + "/nowhere.jsonc", dir_, {"--timeout-ms", "3000"});
+  const CommandOutcome o = audit(dir_.path() + "/nowhere.jsonc", dir_, {"--timeout-ms", "3000"});
   EXPECT_EQ(o.rc, 2) << o.out;
   EXPECT_NE(o.err.find("127.0.0.1:1"), std::string::npos) << o.err;
 }

@@ -10,22 +10,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Outcome {
-  int rc = -1;
-  std::string out, err;
-};
-
-Outcome run(std::vector<std::string> args, const TempDir& dir) {
-  args.insert(args.begin(), vane_bin());
-  ChildProcess p(args, dir.path() + "/stderr.txt");
-  Outcome o;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (auto line = p.read_line(deadline)) o.out += *line + "\n";
-  auto rc = p.wait_exit(deadline);
-  o.rc = rc ? *rc : -1;
-  o.err = p.captured_stderr();
-  return o;
-}
+using Outcome = CommandOutcome;
+Outcome run(std::vector<std::string> args, const TempDir& dir) { return run_vane(std::move(args), dir, 30s); }
 
 TEST(Cli, Version) {
   TempDir dir;

@@ -13,20 +13,26 @@
 
 namespace vane::test {
 
+// The port a starting `vane run` (http.listen 127.0.0.1:0) logs that it
+// listens on; 0 if it exits or says nothing within `timeout`.
+inline int wait_http_port(ChildProcess& vane, std::chrono::milliseconds timeout) {
+  const std::regex re(R"(http: .* on 127\.0\.0\.1:([0-9]+))");
+  int port = 0;
+  wait_until(
+      [&] {
+        std::smatch m;
+        const std::string err = vane.captured_stderr();
+        if (std::regex_search(err, m, re)) port = std::stoi(m[1]);
+        return port > 0 || !vane.running();
+      },
+      timeout);
+  return port;
+}
+
 class HttpAgent {
  public:
-  HttpAgent(const std::string& config, const std::string& log) : proc_({vane_path(), "run", "-c", config}, log) {
-    using namespace std::chrono_literals;
-    const std::regex re(R"(http: .* on 127\.0\.0\.1:([0-9]+))");
-    wait_until(
-        [&] {
-          std::smatch m;
-          const std::string err = proc_.captured_stderr();
-          if (std::regex_search(err, m, re)) port_ = std::stoi(m[1]);
-          return port_ > 0 || !proc_.running();
-        },
-        20s);
-  }
+  HttpAgent(const std::string& config, const std::string& log)
+      : proc_({vane_path(), "run", "-c", config}, log), port_(wait_http_port(proc_, std::chrono::seconds(20))) {}
   ChildProcess& proc() { return proc_; }
   int port() const { return port_; }
   std::string get(const std::string& path) {

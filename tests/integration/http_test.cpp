@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent_test_util.h"
+#include "http_agent.h"
 #include "support/temp_dir.h"
 
 namespace vane::test {
@@ -41,15 +42,8 @@ Samples parse_samples(const std::string& text) {
 // A running vane with its HTTP endpoint on a port it picked itself.
 class Agent {
  public:
-  Agent(const std::string& config, const std::string& log) : proc_({vane_bin(), "run", "--config", config}, log) {
-    const std::regex re(R"(http: .* on 127\.0\.0\.1:([0-9]+))");
-    wait_until([&] {
-      std::smatch m;
-      const std::string err = proc_.captured_stderr();
-      if (std::regex_search(err, m, re)) port_ = std::stoi(m[1]);
-      return port_ > 0 || !proc_.running();
-    }, 20s);
-  }
+  Agent(const std::string& config, const std::string& log)
+      : proc_({vane_bin(), "run", "--config", config}, log), port_(wait_http_port(proc_, 20s)) {}
   int port() const { return port_; }
   ChildProcess& proc() { return proc_; }
 

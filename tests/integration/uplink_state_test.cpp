@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent_test_util.h"
+#include "http_agent.h"
 #include "support/temp_dir.h"
 
 namespace vane::test {
@@ -48,15 +49,8 @@ std::size_t occurrences(const std::string& text, const std::string& what) {
 // vane run with its HTTP endpoint on a port it picked itself.
 class Agent {
  public:
-  Agent(const std::string& config, const std::string& log) : proc_({vane_bin(), "run", "--config", config}, log) {
-    const std::regex re(R"(http: .* on 127\.0\.0\.1:([0-9]+))");
-    wait_until([&] {
-      std::smatch m;
-      const std::string err = proc_.captured_stderr();
-      if (std::regex_search(err, m, re)) port_ = std::stoi(m[1]);
-      return port_ > 0 || !proc_.running();
-    }, 30s);
-  }
+  Agent(const std::string& config, const std::string& log)
+      : proc_({vane_bin(), "run", "--config", config}, log), port_(wait_http_port(proc_, 30s)) {}
   int port() const { return port_; }
   std::string log() const { return proc_.captured_stderr(); }
   std::pair<int, json> health() {
