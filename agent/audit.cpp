@@ -169,23 +169,27 @@ GatewayAudit Ledger::report(const std::string& gateway, std::uint64_t from_seq) 
   a.dropped_by_reason = g.declared.dropped_by_reason;
   const Declared& d = g.declared;
   g.seqs.gaps(a.from_seq, a.max_seq, [&](std::uint64_t first, std::uint64_t last) {
-    // Each piece of the gap: parked (still at the gateway) before dropped
-    // before quarantined; what no declaration covers is unexplained.
+    // Each piece of the gap: dropped (final: a parked row may be dropped
+    // later, after a restart) before quarantined before parked (still at the
+    // gateway); what no declaration covers is unexplained.
     std::uint64_t s = first;
     while (s <= last) {
       std::uint64_t* bucket = nullptr;
       std::optional<std::uint64_t> end;
-      if ((end = end_of(d.parked, s))) bucket = &a.parked;
-      else if ((end = end_of(d.dropped, s))) bucket = &a.dropped;
+      if ((end = end_of(d.dropped, s))) bucket = &a.dropped;
       else if ((end = end_of(d.quarantined, s))) bucket = &a.quarantined;
+      else if ((end = end_of(d.parked, s))) bucket = &a.parked;
       if (bucket) {
-        const std::uint64_t e = std::min(*end, last);
+        // Up to where another declaration starts: it may rank higher.
+        std::uint64_t e = std::min(*end, last);
+        for (const auto* m : {&d.dropped, &d.quarantined, &d.parked})
+          if (auto n = next_start(*m, s)) e = std::min(e, *n - 1);
         *bucket += e - s + 1;
         s = e + 1;
         continue;
       }
       std::uint64_t e = last;
-      for (const auto* m : {&d.parked, &d.dropped, &d.quarantined})
+      for (const auto* m : {&d.dropped, &d.quarantined, &d.parked})
         if (auto n = next_start(*m, s)) e = std::min(e, *n - 1);
       a.unexplained += e - s + 1;
       if (!a.unexplained_ranges.empty() && a.unexplained_ranges.back().last + 1 == s) a.unexplained_ranges.back().last = e;

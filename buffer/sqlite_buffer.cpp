@@ -105,6 +105,7 @@ const char* stream_name(Stream s) {
 }
 
 SqliteBuffer::~SqliteBuffer() {
+  stop_checkpointer();
   std::lock_guard<std::timed_mutex> lock(mu_);
   close_db();
   if (lock_fd_ >= 0) close(lock_fd_);
@@ -145,8 +146,47 @@ Result<std::unique_ptr<SqliteBuffer>> SqliteBuffer::open(const SqliteBufferOptio
   }
   b->cap_ = opts.max_bytes;
   b->take_reserve();
+  b->start_checkpointer();
   const PublishRows publish{*b};
   return b;
+}
+
+// Checkpoints copy the WAL into the database and sync it: on a slow disk
+// that takes hundreds of milliseconds, and run by the connection whose
+// commit crossed wal_autocheckpoint, it would hold the buffer (and every
+// append and claim) that long. A second connection does them in the
+// background instead (PASSIVE: it never blocks the writer), so the
+// autocheckpoint on the main connection is only a bound for when it falls
+// behind.
+void SqliteBuffer::start_checkpointer() {
+  sqlite3* raw = nullptr;
+  if (sqlite3_open_v2(opts_.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    sqlite3_close_v2(raw);
+    return;  // the main connection's autocheckpoint still does the work
+  }
+  Db db(raw);
+  const char* sync = opts_.sync == SyncLevel::kOff ? sql::kSyncOff
+                     : opts_.sync == SyncLevel::kFull ? sql::kSyncFull
+                                                      : sql::kSyncNormal;
+  if (sqlite3_exec(db.get(), sync, nullptr, nullptr, nullptr) != SQLITE_OK) return;
+  checkpointer_ = std::thread([this, db = std::move(db)]() mutable {
+    std::unique_lock<std::mutex> lock(checkpoint_mu_);
+    while (!checkpoint_cv_.wait_for(lock, kCheckpointEvery, [&] { return checkpoint_stop_; })) {
+      lock.unlock();
+      int wal_frames = 0, done = 0;
+      sqlite3_wal_checkpoint_v2(db.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &done);
+      lock.lock();
+    }
+  });
+}
+
+void SqliteBuffer::stop_checkpointer() {
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
 }
 
 void SqliteBuffer::take_reserve() {

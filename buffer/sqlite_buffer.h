@@ -12,6 +12,8 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <condition_variable>
 
 #include "buffer/buffer.h"
 
@@ -95,6 +97,8 @@ class SqliteBuffer final : public Buffer {
   // Opens the database; `unusable` tells a bad file from a bad environment.
   Status init(bool& unusable);
   void close_db();
+  void start_checkpointer();
+  void stop_checkpointer();
   Status quarantine_and_reopen(const std::string& reason);
   void salvage(const std::string& from);
   Result<AppendResult> append_locked(std::span<Record> records);
@@ -223,6 +227,12 @@ class SqliteBuffer final : public Buffer {
   std::uint64_t live_hwm_ = 0;
   std::set<std::uint64_t> live_claimed_;
   Quarantine quarantine_;
+  // The background checkpointer (start_checkpointer) and its own connection.
+  std::thread checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_stop_ = false;
+  static constexpr std::chrono::milliseconds kCheckpointEvery{100};
   Declaration pending_drop_, pending_park_;
   std::set<std::uint64_t> event_rows_;  // seqs of buffered event rows (never dropped)
   std::set<std::uint64_t> parked_;      // kept out of claims; mirrors the parked table

@@ -66,12 +66,17 @@ TEST(Audit, ParkedAndQuarantinedAreDeclaredAndReceivedSeqsInsideARangeStayReceiv
   Ledger l;
   for (std::uint64_t s : {1, 2, 5, 8, 9, 10}) l.received("gw", s);
   l.event("gw", R"({"event":"parked","reason":"MSG_SIZE_TOO_LARGE","first_seq":3,"last_seq":4,"count":2})");
-  l.event("gw", R"({"event":"quarantined","reason":"buffer_corrupt","first_seq":1,"last_seq":7,"salvaged":0})");
-  const GatewayAudit a = l.report("gw");
+  l.event("gw", R"({"event":"quarantined","reason":"buffer_corrupt","first_seq":5,"last_seq":7,"salvaged":0})");
+  GatewayAudit a = l.report("gw");
   EXPECT_EQ(a.parked, 2u);
   EXPECT_EQ(a.quarantined, 2u);  // 6 and 7; 5 was received
   EXPECT_EQ(a.received, 6u);
   EXPECT_TRUE(a.ok());
+  // A parked row dropped later (the cap, after a restart) is dropped: final.
+  l.event("gw", dropped(4, 4, 1));
+  a = l.report("gw");
+  EXPECT_EQ(a.parked, 1u);
+  EXPECT_EQ(a.dropped, 1u);
 }
 
 TEST(Audit, FromSeqLeavesOutWhatRetentionDeleted) {
