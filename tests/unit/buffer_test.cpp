@@ -14,6 +14,7 @@
 
 #include "buffer/sqlite_buffer.h"
 #include "support/temp_dir.h"
+#include "support/wait.h"
 
 namespace vane {
 namespace {
@@ -298,11 +299,12 @@ TEST(Buffer, ParkedRowsAreNeverClaimedSurviveReopenAndUnparkWhileOpen) {
   ASSERT_TRUE(n.is_ok()) << n.status().message();
   EXPECT_EQ(*n, 1u);
   std::vector<std::uint64_t> got;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (got.empty() && std::chrono::steady_clock::now() < deadline) {
-    got = claim_seqs(*b, 10);
-    if (got.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  EXPECT_TRUE(test::wait_until(
+      [&] {
+        got = claim_seqs(*b, 10);
+        return !got.empty();
+      },
+      std::chrono::seconds(5)));
   EXPECT_EQ(got, (std::vector<std::uint64_t>{3}));
   EXPECT_EQ(b->parked_now(), 1u);
   auto all = b->unpark({});
