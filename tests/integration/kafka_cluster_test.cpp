@@ -133,8 +133,12 @@ TEST_F(KafkaClusterTest, KeepsDataAcrossKillAndRestartAndPause) {
   k.pause(1);
   EXPECT_EQ(produce(k.bootstrap(), {}, "t", 1, 2s), 0) << "a paused node answers nothing";
   k.resume(1);
+  // The record sent while the node was paused was never acknowledged, but
+  // its request sat in the node's socket: the resumed node may append it.
   KafkaReader reader(k.bootstrap());
-  EXPECT_EQ(reader.read_until({"t"}, 201, deadline_in(30s)).size(), 200u);
+  const std::size_t n = reader.read_until({"t"}, 202, deadline_in(30s)).size();
+  EXPECT_GE(n, 200u) << "records were lost across kill, restart and pause";
+  EXPECT_LE(n, 201u);
 }
 
 TEST_F(KafkaClusterTest, ThreeNodesKeepServingWithOneDown) {
